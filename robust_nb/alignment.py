@@ -19,7 +19,8 @@ from .train import make_optimizer, make_scheduler
 
 # %% auto #0
 __all__ = ['ALIGNMENT_METHODS', 'alignment_loss', 'align', 'kl_divergence', 'prediction_agreement', 'input_grad_cosine',
-           'input_grad_norm', 'hessian_max_eig', 'orthogonal_direction', 'loss_surface', 'transfer_error']
+           'input_grad_norm', 'hessian_max_eig', 'orthogonal_direction', 'loss_surface', 'transfer_error',
+           'TransferStudy', 'changes', 'table_6_3']
 
 # %% ../nbs/06_alignment.ipynb #913523b0
 ALIGNMENT_METHODS = ('kl', 'hint', 'rkd', 'nce')
@@ -317,3 +318,99 @@ def transfer_error(source:nn.Module, target:nn.Module, x:Tensor, y:Tensor, attac
     k = int(keep.sum())
     err = (pred(target, x_adv[keep]) != y[keep]).double().mean().item() if k else float('nan')
     return (err, k) if return_count else err
+
+# %% ../nbs/06_alignment.ipynb #1dbdc139
+import pandas as pd
+from .core import get_preset, set_seed
+from .data import digits, loaders
+from .models import MLP, MnistCNN, cnn6
+from .train import fit
+from .attacks import pgd, predict
+
+class TransferStudy:
+    "Section 6.5 at the scale of `preset`: a zoo of digits models, trained and aligned on demand (cached), and 6.5.1's protocol."
+    def __init__(self, preset:str|None=None):
+        P = self.P = get_preset(preset)
+        self.eps = P.pick(tiny=0.1, small=0.1, paper=4 / 255)
+        self.pgd_kw = dict(eps=self.eps, alpha=self.eps / 4, steps=20)
+        self.align_kw = dict(epochs=P.pick(tiny=3, small=3, paper=1), lr=P.pick(tiny=0.05, small=0.05, paper=1e-3), T=1.0)
+        self.seeds = P.pick(tiny=P.seeds[:2], small=P.seeds, paper=P.seeds)      # the default (tiny) run averages over 2 seeds
+        self.img = IMG = P.img_size
+        self.train, self.test = digits('train', size=IMG), digits('test', size=IMG)
+        self.zoo = {  # name: (constructor, epochs, learning rate)
+            'MLP-S':   (lambda: MLP((1, IMG, IMG), hidden=(64,)), 20, 0.05),
+            'MLP-M':   (lambda: MLP((1, IMG, IMG), hidden=(256, 256)), 20, 0.05),
+            'MLP-L':   (lambda: MLP((1, IMG, IMG), hidden=(1024, 1024)), 20, 0.05),
+            'CNN':     (lambda: MnistCNN(input_size=IMG), 10, 0.05),
+            'CNN6-BN': (lambda: cnn6(10, 1, bn=True), 5, 0.05),
+        }
+        self._trained, self._aligned, self._target_adv = {}, {}, {}
+
+    def trained(self, name:str, seed:int) -> nn.Module:
+        "A model of the zoo trained on the digits with `seed` (cached), in eval mode."
+        if (name, seed) not in self._trained:
+            make, epochs, lr = self.zoo[check_choice(name, self.zoo, 'name')]
+            set_seed(seed); m = make()
+            fit(m, loaders(self.train, batch_size=64, seed=seed), epochs=epochs, lr=lr, opt='sgd_momentum', seed=seed,
+                sched={'name': 'cosine', 'warmup': 0}, progress=False)
+            self._trained[name, seed] = m.eval()
+        return self._trained[name, seed]
+
+    def aligned(self, source:str, witnesses, seed:int, **kw) -> nn.Module:
+        "The source of `seed` aligned with the witnesses (names, or (name, index) pairs for several of one kind), cached."
+        ws = [w if isinstance(w, tuple) else (w, 0) for w in ([witnesses] if isinstance(witnesses, (str, tuple)) else witnesses)]
+        key = (source, tuple(ws), seed, tuple(sorted(kw.items())))
+        if key not in self._aligned:
+            set_seed(seed)
+            self._aligned[key] = align(self.trained(source, seed), [self.trained(w, 100 + seed + j) for w, j in ws],
+                                       loaders(self.train, batch_size=64, seed=seed), **{**self.align_kw, **kw}).eval()
+        return self._aligned[key]
+
+    def transfer_rows(self, seed:int, block:str, variants:dict, targets:dict, *, attack=pgd, attack_kw:dict|None=None,
+                      target_protocol:bool=True) -> list:
+        "Error (%) of each target on each variant's adversarial examples, on the examples valid for every variant (6.5.1)."
+        attack_kw = self.pgd_kw if attack_kw is None else attack_kw
+        x, y = self.test.x, self.test.y
+        akey = (attack.__name__, tuple(sorted(attack_kw.items())))
+        adv = {}
+        for k, m in variants.items():
+            set_seed(seed); adv[k] = attack(m, x, y, **attack_kw)
+        ok = torch.ones_like(y, dtype=torch.bool)
+        for k, m in variants.items(): ok &= (predict(m, x) == y) & (predict(m, adv[k]) != y)
+        rows = []
+        for tn, (tkey, tm) in targets.items():
+            keep = ok & (predict(tm, x) == y)
+            if target_protocol:
+                if (tkey, seed, akey) not in self._target_adv:
+                    set_seed(seed); self._target_adv[tkey, seed, akey] = attack(tm, x, y, **attack_kw)
+                keep &= predict(tm, self._target_adv[tkey, seed, akey]) != y
+            for k in variants:
+                err = (predict(tm, adv[k][keep]) != y[keep]).double().mean().item() * 100 if keep.any() else float('nan')
+                rows.append(dict(seed=seed, block=block, variant=k, target=tn, error=err, n=int(keep.sum())))
+        return rows
+
+    def table_6_3(self, sources=('MLP-M', 'CNN'), witnesses=('MLP-S', 'MLP-M', 'CNN'), targets=('MLP-S', 'MLP-M', 'CNN')) -> pd.DataFrame:
+        "The rows of Table 6.3 (one per seed, source, witness ('n/a': not aligned) and target): transfer error (%) and n."
+        rows = []
+        for s in self.seeds:
+            tg = {t: ((t, 200 + s), self.trained(t, 200 + s)) for t in targets}
+            for src in sources:
+                variants = {'n/a': self.trained(src, s)} | {w: self.aligned(src, w, s) for w in witnesses}
+                rows += self.transfer_rows(s, src, variants, tg)
+        return pd.DataFrame(rows).rename(columns={'block': 'source', 'variant': 'witness'})
+
+def changes(df:pd.DataFrame, block='block', variant='variant') -> pd.DataFrame:
+    "Mean over seeds; the first variant of each block as the absolute error, the others as the change from it."
+    m = df.groupby([block, variant, 'target'], sort=False)['error'].mean().unstack('target')
+    out = m.copy().astype(object)
+    for b in m.index.get_level_values(0).unique():
+        base = m.loc[b].iloc[0]
+        for v in m.loc[b].index:
+            out.loc[(b, v)] = [f"{e:.1f}" if v == m.loc[b].index[0] else f"{e - b0:+.1f}" for e, b0 in zip(m.loc[(b, v)], base)]
+    out.columns = [str(c) for c in out.columns]
+    return out
+
+def table_6_3(preset:str|None=None) -> pd.DataFrame:
+    "Table 6.3 (reduced grid) computed in `preset` (what `robust-nb reproduce 6.3` runs): error (%), then changes after alignment."
+    t = changes(TransferStudy(preset).table_6_3(), 'source', 'witness')
+    return t.rename_axis(['Source', 'Witness']).reset_index()

@@ -14,8 +14,8 @@ from .core import (check_inputs, check_eps, check_norm, check_choice, check_posi
 from .attacks import pgd
 
 # %% auto #0
-__all__ = ['is_hierarchical_adversarial', 'meta_accuracy', 'leaf_accuracy', 'p_meta_given_wrong_leaf', 'hierarchical_pgd', 'HAR',
-           'pgd_meta', 'train_har']
+__all__ = ['HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'is_hierarchical_adversarial', 'meta_accuracy', 'leaf_accuracy',
+           'p_meta_given_wrong_leaf', 'HierExperiment', 'table_5_3', 'hierarchical_pgd', 'HAR', 'pgd_meta', 'train_har']
 
 # %% ../nbs/05_hierarchy.ipynb #082238cf
 def _check_hierarchy(hierarchy, n_classes:int|None=None):
@@ -91,6 +91,135 @@ def p_meta_given_wrong_leaf(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> f
     meta, wrong = _meta_of(hierarchy, y), pred != y
     if not wrong.any(): return float('nan')
     return (meta[pred[wrong]] == meta[y[wrong]]).float().mean().item()
+
+# %% ../nbs/05_hierarchy.ipynb #6d2e1f58
+import time
+import pandas as pd
+from .core import get_preset, set_seed
+from .data import digits, loaders, vision_dataset, DIGITS_HIERARCHY, CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY
+from .models import MLP, resnet10, resnet50
+from .train import fit
+from .defenses import pgd_at_loss, trades_loss, targeted_pgd_at_loss
+
+HIERARCHIES = {'digits': DIGITS_HIERARCHY, 'cifar10': CIFAR10_HIERARCHY, 'cifar5x5': CIFAR5X5_HIERARCHY,
+               'cifar100': CIFAR100_HIERARCHY}
+FLAT_DEFENSES, HAR_DEFENSES = ('Standard', 'PGD10', 'PGD10-T', 'TRADES'), ('Standard', 'PGD10', 'TRADES')
+
+class HierExperiment:
+    "Section 5.6 in `preset`: data and hierarchy, flat and HAR models per defense, norm and seed (cached), Tables 5.3/5.6."
+    def __init__(self, preset:str|None=None, device=None, dataset:str|None=None):
+        P = self.P = get_preset(preset)
+        self.device = device or get_device()
+        self.CFG = CFG = P.pick(
+            tiny=dict(dataset='digits', eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=12, lr=0.05,
+                      batch_size=64, sched=None, opt_kw={}, n_eval=200, steps=(20, 200), steps_l2=50, seeds=(0,)),
+            small=dict(dataset='digits', eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=30, lr=0.05,
+                       batch_size=128, sched=None, opt_kw={}, n_eval=None, steps=(20, 200), steps_l2=50, seeds=P.seeds),
+            paper=dict(dataset='cifar100', eps=8/255, alpha=2/255, eps_l2=0.5, alpha_l2=0.125, beta=6.0, epochs=200, lr=0.1,
+                       batch_size=128, sched={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1},
+                       opt_kw={'weight_decay': 2e-4}, n_eval=1000, steps=(20, 200), steps_l2=50, seeds=P.seeds))
+        if dataset is not None: CFG['dataset'] = check_choice(dataset, HIERARCHIES, 'dataset')   # Table 5.5: cifar10, cifar5x5
+        self.train_ds, self.test_ds, self.hier = self.load_task(CFG['dataset'])
+        self.xte, self.yte = self.as_tensors(self.test_ds)                        # the whole test set (leaf/clean metrics)
+        self.x_ev, self.y_ev = self.as_tensors(self.test_ds, CFG['n_eval'])       # the attacked subset
+        self.n_in, self.n_cls = self.train_ds[0][0].shape, len(self.hier.meta_of)
+        self.fit_kw = dict(epochs=CFG['epochs'], lr=CFG['lr'], opt='sgd_momentum', sched=CFG['sched'], opt_kw=CFG['opt_kw'], progress=False)
+        self._models = {}
+
+    def load_task(self, name:str):
+        "(train dataset, test dataset, hierarchy) of the experiments."
+        if name == 'digits': return digits('train', size=self.P.img_size), digits('test', size=self.P.img_size), DIGITS_HIERARCHY
+        from torchvision import transforms
+        aug = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+        return (vision_dataset(name, self.P.data_root, train=True, transform=aug), vision_dataset(name, self.P.data_root, train=False),
+                HIERARCHIES[name])
+
+    def as_tensors(self, ds, n:int|None=None, seed:int=0):
+        "`n` random examples of `ds` (all if None) as tensors on the device."
+        dev = self.device
+        idx = torch.arange(len(ds)) if n is None or n >= len(ds) else torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+        if hasattr(ds, 'x'): return ds.x[idx].to(dev), ds.y[idx].to(dev)
+        xs_, ys_ = zip(*(ds[int(i)] for i in idx))
+        return torch.stack(xs_).to(dev), torch.tensor(ys_).to(dev)
+
+    def flat_model(self) -> nn.Module:
+        "The flat classifier: a 2x256 MLP (tiny, small) or ResNet-50 (paper)."
+        n_in, k = self.n_in, self.n_cls
+        return self.P.pick(tiny=lambda: MLP(n_in, (256, 256), k), small=lambda: MLP(n_in, (256, 256), k), paper=lambda: resnet50(k))()
+
+    def component(self, k:int) -> nn.Module:
+        "A HAR component with `k` outputs: a 2x96 MLP (tiny, small) or ResNet-10 (paper)."
+        n_in = self.n_in
+        return self.P.pick(tiny=lambda: MLP(n_in, (96, 96), k), small=lambda: MLP(n_in, (96, 96), k), paper=lambda: resnet10(k))()
+
+    def har_model(self) -> HAR:
+        "An untrained HAR network over the hierarchy (no leaf classifier for a one-class meta-class)."
+        H = self.hier
+        return HAR(self.component(H.n_meta), [self.component(len(i)) if len(i) > 1 else None for i in H.leaf_index], H)
+
+    def defense_loss(self, name:str, norm:str='linf'):
+        "The `fit` loss of a training method of Section 5.6.1."
+        CFG = self.CFG
+        eps, alpha = (CFG['eps'], CFG['alpha']) if norm == 'linf' else (CFG['eps_l2'], CFG['alpha_l2'])
+        kw = dict(eps=eps, alpha=alpha, steps=10, norm=norm)
+        losses = {'Standard': lambda: None, 'PGD10': lambda: pgd_at_loss(**kw), 'PGD10-T': lambda: targeted_pgd_at_loss(self.hier, **kw),
+                  'TRADES': lambda: trades_loss(beta=CFG['beta'], **kw)}
+        return losses[check_choice(name, losses, 'defense')]()
+
+    def train_flat(self, defense:str, norm:str='linf', seed:int=0) -> nn.Module:
+        "A flat model trained with `defense` against `norm` perturbations."
+        set_seed(seed); m = self.flat_model().to(self.device)
+        fit(m, loaders(self.train_ds, batch_size=self.CFG['batch_size'], seed=seed), loss=self.defense_loss(defense, norm), seed=seed, **self.fit_kw)
+        return m.eval()
+
+    def train_har_net(self, defense:str, norm:str='linf', seed:int=0) -> HAR:
+        "A HAR network whose components are all trained with `defense` against `norm` perturbations."
+        set_seed(seed); h = self.har_model().to(self.device)
+        train_har(h, self.train_ds, loss=self.defense_loss(defense, norm), batch_size=self.CFG['batch_size'], seed=seed, **self.fit_kw)
+        return h.eval()
+
+    def model(self, kind:str, defense:str, seed:int=0, norm:str='linf') -> nn.Module:
+        "The trained `kind` ('Flat' or 'HAR') model of `defense`, `seed` and `norm` (trained once, then cached)."
+        key = (check_choice(kind, ('Flat', 'HAR'), 'kind'), defense, seed, norm)
+        if key not in self._models:
+            self._models[key] = (self.train_flat if kind == 'Flat' else self.train_har_net)(defense, norm, seed)
+        return self._models[key]
+
+    def train_all(self, seeds=None, norm:str='linf', flat=FLAT_DEFENSES, har=HAR_DEFENSES) -> dict:
+        "{(kind, defense, seed): model} for flat and HAR models trained against `norm` perturbations."
+        seeds = self.CFG['seeds'] if seeds is None else seeds
+        return {(k, d, s): self.model(k, d, s, norm) for s in seeds for k, ds in (('Flat', flat), ('HAR', har)) for d in ds}
+
+    def hier_row(self, model:nn.Module, x:Tensor, y:Tensor, *, norm:str='linf', steps=(20, 200)) -> dict:
+        "Meta-class accuracy of `model`: clean, untargeted PGD and hierarchical PGD (worst case) for each step count."
+        CFG, H = self.CFG, self.hier
+        eps, alpha = (CFG['eps'], CFG['alpha']) if norm == 'linf' else (CFG['eps_l2'], CFG['alpha_l2'])
+        row = {'Clean': meta_accuracy(model, x, y, H)}
+        for s in steps: row[f'PGD{s}'] = meta_accuracy(model, pgd(model, x, y, eps=eps, alpha=alpha, steps=s, norm=norm), y, H)
+        for s in steps:
+            row[f'Hier. PGD{s}'] = 1 - hierarchical_pgd(model, x, y, H, eps=eps, alpha=alpha, steps=s, norm=norm)[1].float().mean().item()
+        return row
+
+    def hier_table(self, models:dict, x:Tensor|None=None, y:Tensor|None=None, **kw) -> pd.DataFrame:
+        "Rows (kind, defense), averaged over the seeds, in percent (default: the attacked test subset)."
+        x, y = (self.x_ev, self.y_ev) if x is None else (x, y)
+        keys = sorted({(k, d) for k, d, _ in models}, key=lambda t: (t[0] != 'Flat', FLAT_DEFENSES.index(t[1])))
+        seeds = sorted({s for *_, s in models})
+        rows = {key: pd.DataFrame([self.hier_row(models[(*key, s)], x, y, **kw) for s in seeds]).mean() for key in keys}
+        return (pd.DataFrame(rows).T * 100).round(1)
+
+    def table_5_3(self) -> pd.DataFrame:
+        "Table 5.3: meta-class accuracy (%) of the flat and HAR models, clean and under untargeted and hierarchical PGD."
+        models = self.train_all()
+        set_seed(0)                                   # the attacks' random starts: the same table whatever ran before
+        return self.hier_table(models, steps=self.CFG['steps'])
+
+def table_5_3(preset:str|None=None) -> pd.DataFrame:
+    "Table 5.3 computed in `preset` (what `robust-nb reproduce 5.3` runs), with the thesis's column names."
+    t = HierExperiment(preset).table_5_3()
+    t.columns = [c.replace('Hier. ', 'Hierarchical ') if c.startswith('Hier.') else f'Untargeted {c}' if c.startswith('PGD') else c
+                 for c in t.columns]
+    return t.rename_axis(['Model', 'Method']).reset_index()
 
 # %% ../nbs/05_hierarchy.ipynb #0e683568
 def _target_candidates(logits:Tensor, y:Tensor, meta:Tensor, order:str) -> tuple[Tensor, Tensor]:

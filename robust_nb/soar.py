@@ -13,8 +13,8 @@ from .core import check_inputs, check_eps, check_choice, check_positive_int
 from .attacks import pgd, random_in_ball, _check_model
 
 # %% auto #0
-__all__ = ['ESTIMATORS', 'INITS', 'foar_regularizer', 'hvp', 'hvp_fd', 'soar_regularizer', 'soar_loss', 'foar_loss',
-           'soar_objective']
+__all__ = ['ESTIMATORS', 'INITS', 'SOAR_METHODS', 'foar_regularizer', 'hvp', 'hvp_fd', 'soar_regularizer', 'soar_loss',
+           'foar_loss', 'soar_objective', 'SoarExperiment', 'table_3_2']
 
 # %% ../nbs/03_soar.ipynb #c722deb2
 def _check_h(h) -> float:
@@ -178,3 +178,126 @@ def foar_loss(model:nn.Module, x:Tensor, y:Tensor, *,
 def soar_objective(**kw) -> Callable:
     "`(model, x, y) -> mean soar_loss(model, x, y, **kw)`: the `loss` argument of `robust_nb.train.fit`."
     return lambda model, x, y: soar_loss(model, x, y, **kw).mean()
+
+# %% ../nbs/03_soar.ipynb #059597c5
+import copy, time
+from functools import partial
+import pandas as pd
+from .core import get_preset, get_device, set_seed
+from .data import digits, vision_dataset, loaders
+from .models import MLP, cnn6, cnn8, resnet10
+from .train import fit, evaluate
+from .attacks import fgsm
+from .defenses import pgd_at_loss, trades_loss, mart_loss
+
+SOAR_METHODS = ('Standard', 'PGD10', 'TRADES', 'MART', 'FOAR', 'SOAR')
+
+def _tensors(ds, n=None):
+    "The first `n` examples of `ds` (all if None) as two tensors."
+    if hasattr(ds, 'x'): x, y = ds.x, ds.y
+    else: x, y = torch.stack([ds[i][0] for i in range(len(ds))]), torch.tensor([ds[i][1] for i in range(len(ds))])
+    return (x[:n], y[:n]) if n else (x, y)
+
+class SoarExperiment:
+    "Section 3.4 / App. 3.A in `preset`: data, models, pre-training and fine-tuning with each method (models cached)."
+    def __init__(self, preset:str|None=None, device=None):
+        P = self.P = get_preset(preset)
+        self.device = device or get_device()
+        self.C = C = dict(
+            eps=P.pick(tiny=0.2, small=0.2, paper=8 / 255),
+            pre_epochs=P.pick(tiny=20, small=40, paper=200), pre_lr=P.pick(tiny=0.05, small=0.05, paper=0.1),
+            pre_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
+            ft_epochs=P.pick(tiny=25, small=60, paper=200),
+            lr=P.pick(tiny=0.01, small=0.01, paper=0.1),            # PGD10, TRADES, MART, FOAR, Standard fine-tuning
+            soar_lr=P.pick(tiny=0.002, small=0.002, paper=0.004),   # App. 3.A: SOAR 0.004, decayed at epoch 100
+            ft_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100], 'gamma': 0.1}),
+            restarts=P.pick(tiny=5, small=10, paper=50), long_steps=P.pick(tiny=(100,), small=(100, 200), paper=(100, 200, 1000)),
+            simba_queries=P.pick(tiny=500, small=1000, paper=1000),
+            beta=6.0,
+        )
+        C['alpha'] = C['eps'] / 4
+        self.train_ds = self.split(True)
+        self.x_te, self.y_te = (t.to(self.device) for t in _tensors(self.split(False), P.n_test))
+        self.in_shape = tuple(self.x_te.shape[1:])
+        self.base, self.models = None, {}
+
+    def split(self, train:bool):
+        "The training or test split of the preset's dataset."
+        P = self.P
+        if P.dataset == 'digits': return digits('train' if train else 'test', size=P.img_size)
+        return vision_dataset(P.dataset, P.data_root, train=train)
+
+    def make_model(self, arch:str='default', seed:int=0) -> nn.Module:
+        "A fresh model: the preset's architecture (MLP / small CNN / ResNet-10 without BN) or `arch`."
+        set_seed(seed)
+        arch = self.P.pick(tiny='mlp', small='cnn', paper='resnet10') if arch == 'default' else arch
+        shape, c, dev = self.in_shape, self.in_shape[0], self.device
+        build = {'mlp': lambda: MLP(shape, hidden=(256, 256)), 'mlp_wide': lambda: MLP(shape, hidden=(1024, 1024, 1024)),
+                 'cnn': lambda: nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
+                                              nn.Flatten(), nn.LazyLinear(128), nn.ReLU(), nn.Linear(128, 10)),
+                 'cnn6': lambda: cnn6(10, c, bn=False), 'cnn8': lambda: cnn8(10, c, bn=False),
+                 'resnet10': lambda: resnet10(10, c, bn=False)}
+        model = build[check_choice(arch, build, 'arch')]().to(dev)
+        if arch in ('cnn6', 'cnn8'):      # He init: with PyTorch's default init the 8-layer net without BN does not train at all
+            for mod in model.modules():
+                if isinstance(mod, nn.Conv2d): nn.init.kaiming_normal_(mod.weight, nonlinearity='relu'); nn.init.zeros_(mod.bias)
+        with torch.no_grad(): model(torch.zeros(1, *shape, device=dev))      # materialise lazy layers
+        return model
+
+    def train(self, model:nn.Module, loss=None, *, epochs:int, lr:float, sched=None, seed:int=0) -> nn.Module:
+        "SGD with momentum and weight decay 2e-4 (App. 3.A) on the training split; returns `model` in eval mode."
+        dl = loaders(self.train_ds, batch_size=self.P.batch_size, seed=seed)
+        fit(model, dl, epochs=epochs, lr=lr, opt='sgd_momentum', loss=loss, sched=sched, seed=seed, progress=False,
+            opt_kw={'weight_decay': 2e-4}, device=self.device)
+        return model.eval()
+
+    def pretrain(self, arch:str='default', seed:int=0) -> nn.Module:
+        "Standard training from scratch (App. 3.A)."
+        C = self.C
+        return self.train(self.make_model(arch, seed), epochs=C['pre_epochs'], lr=C['pre_lr'], sched=C['pre_sched'], seed=seed)
+
+    def method_loss(self, method:str, *, eps:float|None=None, norm:str='linf', init:str='pgd1'):
+        "The `loss(model, x, y)` that fine-tunes with `method` (None: cross-entropy)."
+        C = self.C
+        eps = C['eps'] if eps is None else eps
+        at = dict(eps=eps, alpha=eps / 4, steps=10, norm=norm)
+        losses = {'Standard': lambda: None, 'PGD10': lambda: pgd_at_loss(**at), 'TRADES': lambda: trades_loss(beta=C['beta'], **at),
+                  'MART': lambda: mart_loss(beta=C['beta'], **at), 'FOAR': lambda: partial(foar_loss, eps=eps, init=init, norm=norm),
+                  'SOAR': lambda: partial(soar_loss, eps=eps, init=init)}
+        return losses[check_choice(method, losses, 'method')]()
+
+    def finetune(self, base:nn.Module, method:str, seed:int=1, **kw) -> nn.Module:
+        "Continue training a copy of `base` with `method` (App. 3.A); the time is recorded on the model."
+        C = self.C
+        m = copy.deepcopy(base); t = time.time()
+        self.train(m, self.method_loss(method, **kw), epochs=C['ft_epochs'], lr=C['soar_lr'] if method == 'SOAR' else C['lr'],
+                   sched=C['ft_sched'], seed=seed)
+        m.train_time = time.time() - t
+        return m
+
+    def fine_tuned(self, methods=SOAR_METHODS) -> dict:
+        "{method: model}: one pre-trained model (`self.base`), then a fine-tuned copy per method (cached)."
+        if self.base is None: self.base = self.pretrain()
+        for m in methods:
+            if m not in self.models: self.models[m] = self.finetune(self.base, m)
+        return {m: self.models[m] for m in methods}
+
+    def white_box(self, model:nn.Module) -> dict:
+        "Accuracy of `model` under the white-box attacks of Table 3.2 (fractions)."
+        C, data = self.C, (self.x_te, self.y_te)
+        e, a = C['eps'], C['alpha']
+        row = {'Clean': evaluate(model, data), 'FGSM': evaluate(model, data, fgsm, eps=e),
+               'PGD20': evaluate(model, data, pgd, eps=e, alpha=a, steps=20)}
+        for k in C['long_steps']: row[f'PGD{k}'] = evaluate(model, data, pgd, eps=e, alpha=a, steps=k)
+        row[f"PGD20-{C['restarts']}"] = evaluate(model, data, pgd, eps=e, alpha=a, steps=20, restarts=C['restarts'])
+        return row
+
+    def table_3_2(self, methods=SOAR_METHODS) -> pd.DataFrame:
+        "Table 3.2: accuracy (%) of each method's model under white-box attacks, one row per method."
+        models = self.fine_tuned(methods)
+        set_seed(0)
+        return (100 * pd.DataFrame({m: self.white_box(models[m]) for m in methods}).T).round(2)
+
+def table_3_2(preset:str|None=None) -> pd.DataFrame:
+    "Table 3.2 computed in `preset` (what `robust-nb reproduce 3.2` runs): a `Method` column, then accuracies (%)."
+    return SoarExperiment(preset).table_3_2().rename_axis('Method').reset_index()

@@ -204,3 +204,34 @@ def test_on_disk_datasets_through_main(tmp_path, monkeypatch, capsys):
     assert main(['eval', str(tmp_path / 'c' / 'checkpoint.pt'), '--attack', 'hierarchical', '--eps', '0.03', '--steps', '2',
                  '--out', str(tmp_path / 'cev')]) == 0
     assert 'meta_accuracy' in pd.read_csv(tmp_path / 'cev' / 'eval.csv')   # CIFAR-10 has Table 5.1's hierarchy
+
+
+# Each chapter table through the console script, for real, in the tiny preset (the chapters' pages compute the same
+# tables through the same experiment classes). Rows and columns are compared with the thesis's copy of the table.
+REPRODUCE_KEYS = {'3.2': ['Method'], '5.3': ['Model', 'Method'], '6.3': ['Source', 'Witness']}
+
+
+@pytest.mark.parametrize('table', sorted(REPRODUCE_KEYS))
+def test_reproduce_chapter_table(table, tmp_path):
+    from robust_nb.cli import thesis_table
+    r = run('reproduce', table, '--out', tmp_path)
+    ours = pd.read_csv(tmp_path / f'table_{table}.csv', dtype=str, keep_default_na=False)
+    theirs = pd.read_csv(tmp_path / f'table_{table}_thesis.csv', dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(theirs, thesis_table(table))
+    md = (tmp_path / f'table_{table}.md').read_text()
+    assert "preset `tiny`" in md and "The thesis's numbers" in md, md[:300]
+    keys = REPRODUCE_KEYS[table]
+    assert list(ours.columns[:len(keys)]) == keys, list(ours.columns)
+    values = ours[ours.columns[len(keys):]]
+    if table == '6.3':    # a source's first row is its error, the others the change after alignment (signed)
+        for _, block in ours.groupby('Source', sort=False):
+            assert block.Witness.iloc[0] == 'n/a' and not block.iloc[0, 2:].str.startswith(('+', '-')).any()
+            assert block.iloc[1:, 2:].map(lambda v: v[:1] in '+-').all().all()
+            assert block.iloc[0, 2:].astype(float).between(0, 100).all()
+        assert set(ours.Witness) - {'n/a'} and set(ours.Source)
+    else:                 # the thesis's rows and (where our preset runs them) columns; accuracies in percent
+        assert ours[keys].values.tolist() == theirs[keys].values.tolist()
+        shared = [c for c in theirs.columns[len(keys):] if c in ours.columns]
+        assert {'Clean', 'PGD20'} <= set(shared) or {'Clean', 'Untargeted PGD20', 'Hierarchical PGD200'} <= set(shared), shared
+        assert values.astype(float).stack().between(0, 100).all()
+    assert f'table_{table}.md' in r.stdout
