@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int,
+from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
                             eval_guard, project, steepest_ascent, lp_norm, dct_matrix, _per_example)
 from .train import evaluate
 
@@ -39,7 +39,7 @@ def _input_grad(model, x_adv:Tensor, y:Tensor, loss_fn, targeted:bool):
 def _validate(model, x, y, eps, norm=None, targeted=False):
     "Shared validation of every attack's inputs; returns `(eps, norm)`."
     _check_model(model)
-    if not isinstance(targeted, bool): raise ValueError(f"targeted got {targeted!r}; expected True or False")
+    check_bool(targeted, 'targeted')
     return check_inputs(x, y, eps=eps, norm=norm)
 
 # %% ../nbs/02_attacks.ipynb #8084b573
@@ -121,7 +121,7 @@ def pgd(model:nn.Module, x:Tensor, y:Tensor, *,
     eps, norm = _validate(model, x, y, eps, norm, targeted)
     steps, restarts = check_positive_int(steps, 'steps'), check_positive_int(restarts, 'restarts')
     alpha = 2.5 * eps / steps if alpha is None else check_eps(alpha, 'alpha')
-    if not isinstance(random_start, bool): raise ValueError(f"random_start got {random_start!r}; expected True or False")
+    check_bool(random_start, 'random_start')
     loss_fn, x = loss_fn or _ce, x.detach()
     best = best_score = None
     with eval_guard(model):

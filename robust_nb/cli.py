@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 from .core import get_device, get_preset, set_seed, check_choice, check_positive_int, PRESETS, NORMS
-from .data import (digits, loaders, vision_dataset, DIGITS_HIERARCHY, CIFAR10_HIERARCHY, CIFAR100_HIERARCHY,
+from .data import (digits, loaders, vision_dataset, dataset_tensors, DIGITS_HIERARCHY, CIFAR10_HIERARCHY, CIFAR100_HIERARCHY,
                    CIFAR5X5_HIERARCHY)
 import robust_nb.models as M
 from .train import fit, save_checkpoint, load_checkpoint, OPTIMIZERS, setup_distributed
@@ -20,9 +20,9 @@ from .train import fit, save_checkpoint, load_checkpoint, OPTIMIZERS, setup_dist
 # %% auto #0
 __all__ = ['DATASETS', 'MODELS', 'METHODS', 'COMMANDS', 'ATTACKS', 'REPRODUCIBLE', 'SOLUTION_BEGIN', 'SOLUTION_END', 'STUB',
            'dataset_info', 'load_dataset', 'default_model', 'build_model', 'make_loss', 'cmd_train',
-           'build_from_config', 'load_model', 'evaluate_attacks', 'cmd_eval', 'cmd_har', 'cmd_align', 'table_4_3',
-           'thesis_table', 'table_function', 'available_tables', 'reproduce', 'cmd_reproduce', 'strip_solutions',
-           'exercise_cells', 'make_student_copy', 'cmd_exercises', 'make_parser', 'main']
+           'build_from_config', 'load_model', 'evaluate_attacks', 'cmd_eval', 'cmd_har', 'cmd_align', 'thesis_table',
+           'table_function', 'available_tables', 'reproduce', 'cmd_reproduce', 'strip_solutions', 'exercise_cells',
+           'make_student_copy', 'cmd_exercises', 'make_parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #3bd89784
 DATASETS = {   # name -> (classes, channels, image side (None: the preset's), hierarchy of Table 5.1 or None)
@@ -111,13 +111,11 @@ def _shard(n:int) -> list[int]:
     rank, world = _world()
     return list(range(rank, n, world))
 
-def _tensors(ds, idx:list[int], batch_size:int=512) -> tuple[Tensor, Tensor]:
-    "Examples `idx` of a map-style dataset as tensors `(x, y)`."
-    if hasattr(ds, 'x') and hasattr(ds, 'y') and isinstance(ds.x, Tensor): return ds.x[idx], ds.y[idx]
-    if not idx: raise ValueError("the evaluation shard is empty; expected fewer processes than examples")
-    dl = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, idx), batch_size=batch_size)
-    xs, ys = zip(*dl)
-    return torch.cat(xs), torch.cat(ys).long()
+def _shard_tensors(ds, n:int) -> tuple[Tensor, Tensor]:
+    "This process's shard of the first `n` examples of `ds`, as tensors `(x, y)`."
+    idx = _shard(n)
+    if not idx: raise ValueError(f"the evaluation shard is empty ({n} examples, {_world()[1]} processes); expected fewer processes than examples")
+    return dataset_tensors(ds, idx)
 
 # %% ../nbs/07_cli.ipynb #96e12828
 COMMANDS = {}   # name -> (add its arguments, run it, one-line help); filled command by command below
@@ -220,7 +218,7 @@ def _write_json(path:Path, obj):
 
 def _clean_accuracy(model:nn.Module, ds, *, batch_size:int=256) -> float:
     "Clean accuracy on all of `ds`, sharded over the processes."
-    x, y = _tensors(ds, _shard(len(ds)))
+    x, y = _shard_tensors(ds, len(ds))
     correct = (_predict(model, x, batch_size) == y.to(_device_of(model))).sum().item() if len(y) else 0
     c, n = _all_sum(torch.tensor([float(correct), float(len(y))])).tolist()
     return c / n
@@ -375,7 +373,7 @@ def cmd_eval(a) -> pd.DataFrame:
     test_ds = load_dataset(cfg['data'], train=False, root=a.data_root or cfg.get('data_root'), img_size=info['img_size'],
                            seed=cfg.get('seed', 0), verify=cfg.get('verify', True) and not a.no_verify)
     n = min(len(test_ds), a.n_examples) if a.n_examples else len(test_ds)
-    x, y = _tensors(test_ds, _shard(n))
+    x, y = _shard_tensors(test_ds, n)
     df = evaluate_attacks(model, x, y, attacks=a.attack, eps=a.eps, norm=a.norm, steps=a.steps, queries=a.queries,
                           hierarchy=info['hierarchy'], batch_size=a.batch_size, seed=a.seed)
     if _world()[0] == 0:
@@ -429,7 +427,7 @@ def cmd_har(a) -> dict:
                      device=_device(a), opt=cfg['opt'], sched=_schedule(cfg['sched']), opt_kw=dict(weight_decay=cfg['weight_decay']),
                      progress=not a.no_progress)
     net.to(_device(a) or _default_device())
-    x, y = _tensors(test_ds, _shard(len(test_ds)))
+    x, y = _shard_tensors(test_ds, len(test_ds))
     clean = evaluate_attacks(net, x, y, attacks=(), eps=(), hierarchy=hier).iloc[0]
     names = ['meta', *(f'leaves[{m}]' for m in hier.meta_names)]
     metrics = dict(config=cfg, history={n: h.to_dict('records') for n, h in zip(names, hist) if h is not None},
@@ -473,7 +471,7 @@ def cmd_align(a) -> dict:
     aligned = align(source, ws, loaders(train_ds, batch_size=a.batch_size, seed=a.seed), epochs=a.epochs, lr=a.lr, T=a.T,
                     method=a.method, device=dev)
     n = min(len(test_ds), a.n_examples) if a.n_examples else len(test_ds)
-    x, y = (t.to(dev) for t in _tensors(test_ds, _shard(n)))
+    x, y = (t.to(dev) for t in _shard_tensors(test_ds, n))
     rows = []
     for p, w in zip(a.witness, ws):
         vals = [kl_divergence(w, m, x) for m in (source, aligned)] + [prediction_agreement(w, m, x) for m in (source, aligned)]
@@ -578,31 +576,9 @@ Res50	Res50	+9.60	+9.90	+8.12	+6.59	+8.98	+4.79	+0.67	+0.65	+0.42	+2.65
 Res50	VGG19	+8.30	+7.88	+7.41	+9.17	+9.93	+6.76	+0.75	+0.52	+0.17	+1.97
 Res50	ViT-B/16	-9.41	-19.39	-17.48	-10.04	-12.76	-8.49	-3.25	-2.69	-1.14	-4.17"""   # Table 6.3: first rows, ImageNet error (%) and its change after alignment
 
-def table_4_3(preset:str|None=None) -> pd.DataFrame:
-    "Table 4.3's MNIST block with Chapter 4's `optimizer_study`: the thesis's perturbations, Table 4.2's learning rates (%)."
-    from robust_nb.optimizers import optimizer_study
-    P = get_preset(preset)
-    if P.name == 'paper':
-        train_ds, test_ds = (load_dataset('mnist', train=t) for t in (True, False)); side = 28
-    else:
-        side = P.img_size; train_ds, test_ds = (digits(s, size=side) for s in ('train', 'test'))
-    df = optimizer_study(train_ds, test_ds, make_model=lambda: M.MnistCNN(10, 1, input_size=side),
-                         lr_grid={'sgd': [0.1], 'adam': [5e-4], 'rmsprop': [5e-4]}, seeds=P.seeds,
-                         epochs=P.pick(tiny=8, small=30, paper=200), batch_size=P.batch_size,
-                         sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
-                         gauss_vars=(0.01, 0.05, 0.1), l2_eps=(0.5, 0.7, 1.0), linf_eps=(0.05, 0.07, 0.1), lipschitz=False)
-    name = lambda r: ('Test' if r.perturbation == 'clean' else f"Gaussian sigma2={r.strength:g}" if r.perturbation == 'gaussian'
-                      else f"{r.perturbation} eps={r.strength:g}")
-    df = df.assign(column=[name(r) for r in df.itertuples()])
-    tab = (100 * df.pivot_table(index='optimizer', columns='column', values='value', aggfunc='mean', sort=False)).round(2)
-    tab = tab.loc[[o for o in ('sgd', 'adam', 'rmsprop') if o in tab.index]]
-    tab.index = tab.index.map({'sgd': 'SGD', 'adam': 'Adam', 'rmsprop': 'RMSProp'})
-    return tab.reset_index().rename(columns={'optimizer': 'Optimization'}).assign(
-        Dataset='MNIST' if P.name == 'paper' else f'digits {side}x{side}')[['Dataset', 'Optimization', *tab.columns]]
-
-REPRODUCIBLE = {   # table -> (module, function, title, the thesis's numbers as TSV); module None: defined here
+REPRODUCIBLE = {   # table -> (module, function, title, the thesis's numbers as TSV)
     '3.2': ('robust_nb.soar', 'table_3_2', 'SOAR vs baselines under white-box attacks (CIFAR-10, %)', _T32),
-    '4.3': (None, 'table_4_3', 'SGD vs Adam vs RMSProp: clean and perturbed accuracy, MNIST block (%)', _T43),
+    '4.3': ('robust_nb.optimizers', 'table_4_3', 'SGD vs Adam vs RMSProp: clean and perturbed accuracy, MNIST block (%)', _T43),
     '4.9': ('robust_nb.linear', 'signgd_table', 'signGD dynamics: the 27 sign patterns of (A, A+B, A-B)', _T49),
     '5.3': ('robust_nb.hierarchy', 'table_5_3', 'meta-class accuracy of flat and HAR models under untargeted and hierarchical PGD (%)', _T53),
     '6.3': ('robust_nb.alignment', 'table_6_3', 'transfer error after aligning the source (%)', _T63),
@@ -616,7 +592,6 @@ def thesis_table(table:str) -> pd.DataFrame:
 def table_function(table:str):
     "The exported chapter function that computes `table`, or None if its chapter does not export one (yet)."
     mod, fn = REPRODUCIBLE[check_choice(table, REPRODUCIBLE, 'table')][:2]
-    if mod is None: return globals()[fn]
     try: return getattr(importlib.import_module(mod), fn, None)
     except ImportError: return None
 
@@ -654,7 +629,7 @@ def cmd_reproduce(a) -> pd.DataFrame:
     "`robust-nb reproduce TABLE`: writes OUT/table_<T>.csv, OUT/table_<T>_thesis.csv and OUT/table_<T>.md."
     if a.list:
         for t, (mod, fn, title, _) in REPRODUCIBLE.items():
-            print(f"{t}\t{'available' if table_function(t) else 'not available'}\t{title} ({mod or 'robust_nb.cli'}.{fn})")
+            print(f"{t}\t{'available' if table_function(t) else 'not available'}\t{title} ({mod}.{fn})")
         return None
     if a.table is None: raise ValueError(f"reproduce needs a TABLE; available: {', '.join(available_tables()) or 'none'}")
     P = get_preset(a.preset)

@@ -12,9 +12,10 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['PRESETS', 'NORMS', 'get_device', 'set_seed', 'Preset', 'get_preset', 'check_eps', 'check_positive_int', 'check_norm',
-           'check_choice', 'check_inputs', 'lp_norm', 'steepest_ascent', 'project', 'dct_matrix', 'Normalized',
-           'eval_guard', 'to_numpy', 'batches', 'results_dir', 'record_claim', 'replication_table']
+__all__ = ['PRESETS', 'NORMS', 'get_device', 'check_seed', 'set_seed', 'Preset', 'get_preset', 'check_eps', 'check_positive_int',
+           'check_bool', 'check_norm', 'check_choice', 'check_inputs', 'lp_norm', 'steepest_ascent', 'project',
+           'dct_matrix', 'Normalized', 'eval_guard', 'to_numpy', 'batches', 'results_dir', 'record_claim',
+           'replication_table']
 
 # %% ../nbs/00_core.ipynb #d9411469
 def get_device(
@@ -36,11 +37,15 @@ def get_device(
     return dev
 
 # %% ../nbs/00_core.ipynb #7c5c1742
+def check_seed(seed, name:str='seed') -> int:
+    "`seed` as an int, or a `ValueError` if it is not an integer >= 0 (a bool is not a seed)."
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} got {seed!r}; expected an integer >= 0")
+    return int(seed)
+
 def set_seed(seed:int, deterministic:bool=False) -> int:
     "Seed `random`, `numpy` and `torch` (CPU and every GPU); returns `seed`."
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed got {seed!r}; expected a non-negative integer")
-    seed = int(seed)
+    seed = check_seed(seed)
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -101,6 +106,11 @@ def check_positive_int(n, name:str) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"{name} got {n!r}; expected an integer >= 1")
     return int(n)
+
+def check_bool(v, name:str) -> bool:
+    "`v` if it is `True` or `False`, else a `ValueError` (no truthy strings or numbers)."
+    if not isinstance(v, bool): raise ValueError(f"{name} got {v!r}; expected True or False")
+    return v
 
 def check_norm(norm) -> str:
     "`norm` if it is one of `NORMS`, else a `ValueError`."

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import TensorDataset, DataLoader
-from .core import check_choice, check_positive_int
+from .core import check_choice, check_positive_int, check_seed
 
 # %% auto #0
 __all__ = ['DIGITS_TEST_FRACTION', 'NATURAL_IMAGES', 'VISION_DATASETS', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES',
            'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY', 'DIGITS_HIERARCHY', 'ImageTensorDataset',
-           'resize_images', 'digits', 'loaders', 'natural_images', 'vision_dataset', 'Hierarchy']
+           'resize_images', 'digits', 'loaders', 'dataset_tensors', 'natural_images', 'vision_dataset', 'Hierarchy']
 
 # %% ../nbs/01a_data.ipynb #aa1daa6d
 class ImageTensorDataset(TensorDataset):
@@ -65,10 +65,9 @@ def digits(
     "scikit-learn's real handwritten digits as (1, size, size) images in [0, 1] with a fixed, seeded, stratified split."
     check_choice(split, ('train', 'test'), 'split')
     size = check_positive_int(size, 'size')
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed got {seed!r}; expected a non-negative integer")
+    seed = check_seed(seed)
     imgs, labels = _digits_arrays()
-    idx = _digits_split(int(seed))[0 if split == 'train' else 1]
+    idx = _digits_split(seed)[0 if split == 'train' else 1]
     x = resize_images(torch.from_numpy(imgs[idx]).unsqueeze(1), size)
     return ImageTensorDataset(x, torch.from_numpy(labels[idx]), classes=[str(i) for i in range(10)])
 
@@ -89,6 +88,29 @@ def loaders(
                           num_workers=num_workers, drop_last=drop_last)
     if test_ds is None: return train_dl
     return train_dl, DataLoader(test_ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+# %% ../nbs/01a_data.ipynb #ae49985b
+def dataset_tensors(
+    ds,                      # a map-style dataset of `(x, y)` pairs
+    idx=None,                # indices of the examples to take (a list, range or 1-d tensor); None: see `n`
+    *,
+    n:int|None=None,         # take `n` examples (all if None or at least `len(ds)`)
+    seed:int|None=None,      # with `n`: draw the `n` at random with this seed; None: the first `n`
+    batch_size:int=512,      # read batch of the `DataLoader` path
+) -> tuple[Tensor, Tensor]:
+    "Examples of `ds` as tensors `(x, y)`: those at `idx`, else `n` of them (first, or random with `seed`), else all."
+    N = len(ds)
+    if idx is None and n is not None and check_positive_int(n, 'n') < N:
+        idx = torch.arange(n) if seed is None else torch.randperm(N, generator=torch.Generator().manual_seed(int(seed)))[:n]
+    if idx is not None:
+        idx = torch.as_tensor(list(idx) if isinstance(idx, range) else idx, dtype=torch.long).flatten()
+        if len(idx) == 0: raise ValueError("idx is empty; expected at least one example index")
+        if int(idx.min()) < -N or int(idx.max()) >= N: raise ValueError(f"idx has indices outside [0, {N}) for a dataset of {N} examples")
+    if isinstance(getattr(ds, 'x', None), Tensor) and isinstance(getattr(ds, 'y', None), Tensor):
+        return (ds.x, ds.y) if idx is None else (ds.x[idx], ds.y[idx])
+    sub = ds if idx is None else torch.utils.data.Subset(ds, idx.tolist())
+    xs, ys = zip(*DataLoader(sub, batch_size=batch_size, shuffle=False))
+    return torch.cat(xs), torch.cat(ys).long()
 
 # %% ../nbs/01a_data.ipynb #d93695f0
 NATURAL_IMAGES = ('astronaut', 'brick', 'camera', 'chelsea', 'clock', 'coffee', 'coins', 'grass', 'gravel',

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_inputs, check_eps, check_norm, check_positive_int, eval_guard, project
+from .core import check_inputs, check_eps, check_norm, check_positive_int, check_bool, eval_guard, project
 from .attacks import pgd, _pgd_run, _validate
 
 # %% auto #0
@@ -18,8 +18,7 @@ __all__ = ['pgd_at_loss', 'trades_loss', 'mart_loss', 'targeted_pgd_at_loss']
 # %% ../nbs/02b_defenses.ipynb #8e5111df
 def _attack_settings(eps, alpha, steps, norm, random_start=True, with_logits=False) -> dict:
     "Validated settings of the PGD used inside a defense (and whether the loss also returns logits)."
-    for v, name in ((random_start, 'random_start'), (with_logits, 'with_logits')):
-        if not isinstance(v, bool): raise ValueError(f"{name} got {v!r}; expected True or False")
+    check_bool(random_start, 'random_start'); check_bool(with_logits, 'with_logits')
     return dict(eps=check_eps(eps), alpha=check_eps(alpha, 'alpha'), steps=check_positive_int(steps, 'steps'),
                 norm=check_norm(norm), random_start=random_start, with_logits=with_logits)
 

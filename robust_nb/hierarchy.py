@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int,
+from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
                             eval_guard, lp_norm, get_device)
 from .attacks import pgd
 
@@ -96,7 +96,7 @@ def p_meta_given_wrong_leaf(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> f
 import time
 import pandas as pd
 from .core import get_preset, set_seed
-from .data import digits, loaders, vision_dataset, DIGITS_HIERARCHY, CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY
+from .data import digits, loaders, vision_dataset, dataset_tensors, DIGITS_HIERARCHY, CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY
 from .models import MLP, resnet10, resnet50
 from .train import fit
 from .defenses import pgd_at_loss, trades_loss, targeted_pgd_at_loss
@@ -136,11 +136,8 @@ class HierExperiment:
 
     def as_tensors(self, ds, n:int|None=None, seed:int=0):
         "`n` random examples of `ds` (all if None) as tensors on the device."
-        dev = self.device
-        idx = torch.arange(len(ds)) if n is None or n >= len(ds) else torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
-        if hasattr(ds, 'x'): return ds.x[idx].to(dev), ds.y[idx].to(dev)
-        xs_, ys_ = zip(*(ds[int(i)] for i in idx))
-        return torch.stack(xs_).to(dev), torch.tensor(ys_).to(dev)
+        x, y = dataset_tensors(ds, n=n, seed=seed)
+        return x.to(self.device), y.to(self.device)
 
     def flat_model(self) -> nn.Module:
         "The flat classifier: a 2x256 MLP (tiny, small) or ResNet-50 (paper)."
@@ -309,7 +306,7 @@ def hierarchical_pgd(
     per_round = 'auto' if targets_per_round == 'auto' else check_positive_int(targets_per_round, 'targets_per_round')
     if max_targets is not None: max_targets = check_positive_int(max_targets, 'max_targets')
     if alpha is not None: alpha = check_eps(alpha, 'alpha')
-    if not isinstance(batched, bool): raise ValueError(f"batched got {batched!r}; expected True or False")
+    check_bool(batched, 'batched')
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator got {type(generator).__name__}; expected a torch.Generator or None")
     logits = _checked_logits(model, x, y, hierarchy)

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn, Tensor
 from torchvision.models.resnet import ResNet, BasicBlock, Bottleneck
-from .core import check_positive_int
+from .core import check_positive_int, check_bool
 
 # %% auto #0
 __all__ = ['CNN6_CFG', 'CNN8_CFG', 'count_params', 'MLP', 'cnn6', 'cnn8', 'MnistCNN', 'PreActBlock', 'PreActResNet18',
@@ -19,10 +19,6 @@ __all__ = ['CNN6_CFG', 'CNN8_CFG', 'count_params', 'MLP', 'cnn6', 'cnn8', 'Mnist
 def count_params(model:nn.Module, trainable_only:bool=True) -> int:
     "Number of (trainable) parameters of `model`, the capacity measure of App. 5.A."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-def _check_bool(v, name:str) -> bool:
-    if not isinstance(v, bool): raise ValueError(f"{name} got {v!r}; expected True or False")
-    return v
 
 # %% ../nbs/01b_models.ipynb #6a84b7a6
 class MLP(nn.Module):
@@ -67,7 +63,7 @@ CNN8_CFG = (64, 64, 'M', 128, 128, 'M', 256, 256, 'M', 512, 512)
 def _conv_net(cfg, num_classes:int, in_channels:int, bn:bool) -> nn.Sequential:
     "VGG-style stack of 3x3 conv(-BN)-ReLU layers and 2x2 max-pools, global average pooling, linear head."
     num_classes, c = check_positive_int(num_classes, 'num_classes'), check_positive_int(in_channels, 'in_channels')
-    bn, layers = _check_bool(bn, 'bn'), []
+    bn, layers = check_bool(bn, 'bn'), []
     for v in cfg:
         if v == 'M': layers.append(nn.MaxPool2d(2, ceil_mode=True)); continue
         layers += [nn.Conv2d(c, v, 3, padding=1, bias=not bn), nn.BatchNorm2d(v) if bn else nn.Identity(), nn.ReLU()]
@@ -124,7 +120,7 @@ class PreActResNet18(nn.Module):
     def __init__(self, num_classes:int=10, in_channels:int=3, bn:bool=True):
         super().__init__()
         num_classes, in_channels = check_positive_int(num_classes, 'num_classes'), check_positive_int(in_channels, 'in_channels')
-        self.bn = _check_bool(bn, 'bn')
+        self.bn = check_bool(bn, 'bn')
         self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         layers, c = [], 64
         for i, planes in enumerate((64, 128, 256, 512)):
@@ -143,7 +139,7 @@ class CifarResNet(ResNet):
     "ResNet (He et al., 2016a) with a 3x3 stride-1 stem and no max-pool, for 32x32 (and smaller) inputs."
     def __init__(self, block, layers:Sequence[int], num_classes:int=10, in_channels:int=3, *, bn:bool=True):
         num_classes, in_channels = check_positive_int(num_classes, 'num_classes'), check_positive_int(in_channels, 'in_channels')
-        super().__init__(block, list(layers), num_classes=num_classes, norm_layer=None if _check_bool(bn, 'bn') else nn.Identity)
+        super().__init__(block, list(layers), num_classes=num_classes, norm_layer=None if check_bool(bn, 'bn') else nn.Identity)
         self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         nn.init.kaiming_normal_(self.conv1.weight, mode='fan_out', nonlinearity='relu')   # as torchvision inits its stem
         self.maxpool = nn.Identity()

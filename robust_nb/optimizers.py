@@ -10,23 +10,17 @@ import pandas as pd
 import torch
 from torch import nn, Tensor
 from torch.utils.data import Subset, DataLoader
-from .core import set_seed, check_positive_int, check_choice, get_device, eval_guard
-from .data import loaders
+from .core import set_seed, check_positive_int, check_choice, get_device, eval_guard, get_preset
+from .data import loaders, dataset_tensors, digits, vision_dataset
+from .models import MnistCNN
 from .train import fit, evaluate, OPTIMIZERS
 from .attacks import pgd
 from .frequency import band_accuracy_drop, lipschitz_upper_bound
 
 # %% auto #0
-__all__ = ['train_best_of_grid', 'optimizer_study']
+__all__ = ['OPT_ORDER', 'OPT_NAMES', 'train_best_of_grid', 'optimizer_study', 'accuracy_table', 'table_4_3']
 
 # %% ../nbs/04b_optimizers.ipynb #9da50e29
-def _tensors(ds, n:int|None=None, batch_size:int=512) -> tuple[Tensor, Tensor]:
-    "The first `n` examples of a dataset as tensors `(x, y)` (uses `.x`/`.y` when the dataset has them)."
-    if hasattr(ds, 'x') and hasattr(ds, 'y'): return ds.x[:n], ds.y[:n]
-    if n is not None: ds = Subset(ds, range(min(n, len(ds))))
-    xs, ys = zip(*DataLoader(ds, batch_size=batch_size, shuffle=False))
-    return torch.cat(xs), torch.cat(ys)
-
 def _gaussian_accuracy(model, x, y, var:float, seed:int, batch_size:int=512) -> float:
     "Accuracy on `clip(x + N(0, var I), 0, 1)` with a noise draw fixed by `seed`."
     g = torch.Generator().manual_seed(seed)
@@ -85,7 +79,7 @@ def optimizer_study(
     perm = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(0)).tolist()
     n_val = max(1, int(round(valid_fraction * len(train_ds))))
     tr, va = Subset(train_ds, perm[n_val:]), Subset(train_ds, perm[:n_val])
-    x, y = _tensors(test_ds, n_eval)
+    x, y = dataset_tensors(test_ds, n=n_eval)
     x, y = x.to(dev), y.to(dev)
     rows = []
     for opt, lrs in lr_grid.items():
@@ -106,3 +100,42 @@ def optimizer_study(
                 for b, d in enumerate(drops.tolist()): add('band', b, d, 'accuracy_drop')
             if lipschitz: add('lipschitz', 0.0, lipschitz_upper_bound(model, tuple(x.shape[1:])), 'lipschitz_bound')
     return pd.DataFrame(rows)
+
+# %% ../nbs/04b_optimizers.ipynb #d583bd69
+OPT_ORDER = ['sgd', 'sgd_momentum', 'adam', 'rmsprop']
+OPT_NAMES = {'sgd': 'SGD', 'sgd_momentum': 'SGD + momentum', 'adam': 'Adam', 'rmsprop': 'RMSProp'}
+
+def accuracy_table(df:pd.DataFrame, stat:str='mean') -> pd.DataFrame:
+    "Table 4.3's layout of an `optimizer_study` frame with a `dataset` column: (dataset, optimizer) x perturbation, in % (`stat` over seeds)."
+    acc = df[df.metric == 'accuracy'].copy()
+    acc['column'] = acc.perturbation + acc.strength.map(lambda v: '' if v == 0 else f' {v:g}')
+    order = list(dict.fromkeys(acc.column))
+    t = acc.pivot_table(index=['dataset', 'optimizer'], columns='column', values='value', aggfunc=stat)[order] * 100
+    opts = [o for o in OPT_ORDER if o in t.index.get_level_values('optimizer')]
+    return t.reindex(opts, level='optimizer').round(2)
+
+# %% ../nbs/04b_optimizers.ipynb #d583bd6c
+def _thesis_header(column:str) -> str:
+    "An `accuracy_table` column as Table 4.3 heads it: 'clean' -> 'Test', 'gaussian 0.01' -> 'Gaussian sigma2=0.01', 'l2 0.5' -> 'l2 eps=0.5'."
+    if column == 'clean': return 'Test'
+    kind, v = column.rsplit(' ', 1)
+    return f'Gaussian sigma2={v}' if kind == 'gaussian' else f'{kind} eps={v}'
+
+def table_4_3(preset:str|None=None) -> pd.DataFrame:
+    "Table 4.3's MNIST block computed in `preset` (what `robust-nb reproduce 4.3` runs): SGD, Adam, RMSProp; accuracy in %."
+    P = get_preset(preset)
+    if P.name == 'paper':
+        side, dataset = 28, 'MNIST'
+        train_ds, test_ds = (vision_dataset('mnist', P.data_root, train=t) for t in (True, False))
+    else:
+        side = P.img_size; dataset = f'digits {side}x{side}'
+        train_ds, test_ds = (digits(s, size=side) for s in ('train', 'test'))
+    df = optimizer_study(train_ds, test_ds, make_model=lambda: MnistCNN(10, 1, input_size=side),
+                         lr_grid={'sgd': [0.1], 'adam': [5e-4], 'rmsprop': [5e-4]}, seeds=P.seeds,
+                         epochs=P.pick(tiny=8, small=30, paper=200), batch_size=P.batch_size,
+                         sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
+                         gauss_vars=(0.01, 0.05, 0.1), l2_eps=(0.5, 0.7, 1.0), linf_eps=(0.05, 0.07, 0.1), lipschitz=False)
+    t = accuracy_table(df.assign(dataset=dataset)).reset_index()
+    t = t.rename(columns={'dataset': 'Dataset', 'optimizer': 'Optimization', **{c: _thesis_header(c) for c in t.columns[2:]}})
+    t['Optimization'] = t['Optimization'].map(OPT_NAMES)
+    return t

@@ -184,19 +184,13 @@ import copy, time
 from functools import partial
 import pandas as pd
 from .core import get_preset, get_device, set_seed
-from .data import digits, vision_dataset, loaders
+from .data import digits, vision_dataset, loaders, dataset_tensors
 from .models import MLP, cnn6, cnn8, resnet10
 from .train import fit, evaluate
 from .attacks import fgsm
 from .defenses import pgd_at_loss, trades_loss, mart_loss
 
 SOAR_METHODS = ('Standard', 'PGD10', 'TRADES', 'MART', 'FOAR', 'SOAR')
-
-def _tensors(ds, n=None):
-    "The first `n` examples of `ds` (all if None) as two tensors."
-    if hasattr(ds, 'x'): x, y = ds.x, ds.y
-    else: x, y = torch.stack([ds[i][0] for i in range(len(ds))]), torch.tensor([ds[i][1] for i in range(len(ds))])
-    return (x[:n], y[:n]) if n else (x, y)
 
 class SoarExperiment:
     "Section 3.4 / App. 3.A in `preset`: data, models, pre-training and fine-tuning with each method (models cached)."
@@ -217,7 +211,7 @@ class SoarExperiment:
         )
         C['alpha'] = C['eps'] / 4
         self.train_ds = self.split(True)
-        self.x_te, self.y_te = (t.to(self.device) for t in _tensors(self.split(False), P.n_test))
+        self.x_te, self.y_te = (t.to(self.device) for t in dataset_tensors(self.split(False), n=P.n_test))
         self.in_shape = tuple(self.x_te.shape[1:])
         self.base, self.models = None, {}
 

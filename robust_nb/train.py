@@ -17,7 +17,7 @@ from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 from fastprogress.fastprogress import master_bar, progress_bar
-from .core import get_device, set_seed, check_eps, check_choice, check_positive_int, check_inputs, eval_guard, batches
+from .core import get_device, set_seed, check_eps, check_choice, check_positive_int, check_seed, check_inputs, eval_guard, batches
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'make_optimizer', 'lr_factor', 'make_scheduler', 'save_checkpoint', 'load_checkpoint',
@@ -352,7 +352,7 @@ def fit(
     if not isinstance(model, nn.Module): raise ValueError(f"model got {type(model).__name__}; expected a torch.nn.Module")
     epochs, lr = check_positive_int(epochs, 'epochs'), _check_lr(lr)
     check_choice(opt, OPTIMIZERS, 'opt')
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0: raise ValueError(f"seed got {seed!r}; expected an integer >= 0")
+    check_seed(seed)
     if resume and ckpt_path is None: raise ValueError("resume=True needs a ckpt_path to resume from")
     if loss is None: loss = cross_entropy_loss
     if not callable(loss): raise ValueError(f"loss got {type(loss).__name__}; expected a callable loss(model, x, y)")

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_inputs, check_eps, check_choice, check_positive_int, eval_guard, project
+from .core import check_inputs, check_eps, check_choice, check_positive_int, check_bool, eval_guard, project
 from .attacks import _check_model
 
 # %% auto #0
@@ -20,7 +20,7 @@ __all__ = ['mi_fgsm', 'ni_fgsm', 'vmi_fgsm', 'vni_fgsm', 'sini_fgsm', 'di_fgsm',
 def _validate(model, x, y, eps, alpha, steps, decay, targeted):
     "Shared validation of the transfer attacks; returns `(eps, alpha, steps, decay)`."
     _check_model(model)
-    if not isinstance(targeted, bool): raise ValueError(f"targeted got {targeted!r}; expected True or False")
+    check_bool(targeted, 'targeted')
     eps, _ = check_inputs(x, y, eps=eps)
     if x.dim() != 4: raise ValueError(f"x got shape {tuple(x.shape)}; expected images (N, C, H, W)")
     steps = check_positive_int(steps, 'steps')
