@@ -325,10 +325,12 @@ def autoattack_components(model:nn.Module, x:Tensor, y:Tensor, *,
                           n_target_classes:int=9,    # targets tried by APGD-T and FAB-T (at most classes - 1)
                           components:tuple=AUTOATTACK_COMPONENTS, # which components to run
                           seed:int=0,
+                          per_example:bool=False,    # True: boolean tensors (example still correct) instead of accuracies
                          ) -> dict:
     "Accuracy under each AutoAttack component alone (Table 3.4), plus 'clean' and the 'worst case' over them."
     import torchattacks
     eps, norm = _validate(model, x, y, eps, norm)
+    check_bool(per_example, 'per_example')
     steps, n_queries = check_positive_int(steps, 'steps'), check_positive_int(n_queries, 'n_queries')
     n_target_classes = check_positive_int(n_target_classes, 'n_target_classes')
     for c in components: check_choice(c, AUTOATTACK_COMPONENTS, 'components')
@@ -348,5 +350,5 @@ def autoattack_components(model:nn.Module, x:Tensor, y:Tensor, *,
             x_adv = atk(x.float() if x.dtype != torch.float32 else x, y).to(x.dtype)
             x_adv = project(x_adv, x, eps, norm)              # guard against round-off outside the ball
             correct[name] = predict(model, x_adv) == y
-    worst = torch.stack(list(correct.values())).all(0)
-    return {k: v.double().mean().item() for k, v in correct.items()} | {'worst case': worst.double().mean().item()}
+    correct['worst case'] = torch.stack(list(correct.values())).all(0)
+    return correct if per_example else {k: v.double().mean().item() for k, v in correct.items()}

@@ -15,9 +15,10 @@ from torch.utils.data import TensorDataset, DataLoader
 from .core import check_choice, check_positive_int, check_seed
 
 # %% auto #0
-__all__ = ['DIGITS_TEST_FRACTION', 'NATURAL_IMAGES', 'VISION_DATASETS', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES',
-           'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY', 'DIGITS_HIERARCHY', 'ImageTensorDataset',
-           'resize_images', 'digits', 'loaders', 'dataset_tensors', 'natural_images', 'vision_dataset', 'Hierarchy']
+__all__ = ['DIGITS_TEST_FRACTION', 'NATURAL_IMAGES', 'VISION_DATASETS', 'CALTECH101_TEST_FRACTION', 'CALTECH101_SPLIT_SEED',
+           'CIFAR10_CLASSES', 'CIFAR100_CLASSES', 'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY',
+           'DIGITS_HIERARCHY', 'ImageTensorDataset', 'resize_images', 'digits', 'loaders', 'dataset_tensors',
+           'natural_images', 'vision_dataset', 'Hierarchy']
 
 # %% ../nbs/01a_data.ipynb #aa1daa6d
 class ImageTensorDataset(TensorDataset):
@@ -180,7 +181,46 @@ def _without_md5(cls):
 
 # %% ../nbs/01a_data.ipynb #76e5a5c0
 VISION_DATASETS = ('mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'cifar100_coarse', 'cifar5x5', 'svhn',
-                   'imagenette', 'imagenet')
+                   'imagenette', 'imagenet', 'caltech101')
+CALTECH101_TEST_FRACTION, CALTECH101_SPLIT_SEED = 0.2, 0
+
+class _ToRGB:
+    "PIL image -> RGB (Caltech-101 holds greyscale photos among the colour ones)."
+    def __call__(self, im): return im.convert('RGB')
+
+class _Split(torch.utils.data.Subset):
+    "A `Subset` that keeps the class names and the labels of its own examples (`targets`)."
+    def __init__(self, ds, idx:list, classes:list):
+        super().__init__(ds, idx)
+        self.classes, self.targets = list(classes), [ds.y[i] for i in idx]
+
+def _caltech101_split(labels:list, train:bool, fraction:float=CALTECH101_TEST_FRACTION, seed:int=CALTECH101_SPLIT_SEED) -> list:
+    "Indices of the training or test split: per class, a seeded random `fraction` (rounded, >= 1) is the test split."
+    y = torch.as_tensor(labels)
+    g, keep = torch.Generator().manual_seed(seed), []
+    for c in torch.unique(y).tolist():
+        idx = (y == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_test = max(1, round(fraction * len(idx))) if len(idx) > 1 else 0
+        keep += (idx[n_test:] if train else idx[:n_test]).tolist()
+    return sorted(keep)
+
+def _caltech101(root, train, download, transform):
+    "torchvision's Caltech101 (categories) with greyscale photos made RGB, split by `_caltech101_split`."
+    from torchvision import datasets, transforms
+    cats = root / 'caltech101' / '101_ObjectCategories'
+    has_classes = cats.is_dir() and any(p.is_dir() and p.name != 'BACKGROUND_Google' for p in cats.iterdir())
+    if not download and not has_classes:
+        raise FileNotFoundError(f"vision_dataset('caltech101') found no class folders in {str(cats)!r} (root {str(root)!r}); "
+                                "pass download=True (with internet; torchvision needs the gdown package) or extract "
+                                "101_ObjectCategories.tar.gz of https://data.caltech.edu/records/mzrjq-6wc02 into root/caltech101/")
+    if not download and not (cats / 'BACKGROUND_Google').is_dir():
+        raise FileNotFoundError(f"vision_dataset('caltech101') expects the folder BACKGROUND_Google in {str(cats)!r}, as the "
+                                "official archive has it (torchvision's Caltech101 removes it from the class list and fails "
+                                "without it); restore it (it may be empty)")
+    ds = datasets.Caltech101(str(root), target_type='category', transform=transforms.Compose([_ToRGB(), transform]),
+                             download=download)
+    return _Split(ds, _caltech101_split(ds.y, train), ds.categories)
 
 def _image_folder(name, root, train, download, transform):
     "ImageFolder over root/train or root/val (Imagenette: also torchvision's root/imagenette2/...)."
@@ -214,6 +254,7 @@ def vision_dataset(
     root = Path(root).expanduser()
     if transform is None: transform = transforms.ToTensor()
     if name in ('imagenette', 'imagenet'): return _image_folder(name, root, train, download, transform)
+    if name == 'caltech101': return _caltech101(root, train, download, transform)
     files, how = _files_for(name, train)
     missing = [f for f in files if not (root / f).is_file()]
     if missing and not download:

@@ -68,7 +68,11 @@ def _conv_net(cfg, num_classes:int, in_channels:int, bn:bool) -> nn.Sequential:
         if v == 'M': layers.append(nn.MaxPool2d(2, ceil_mode=True)); continue
         layers += [nn.Conv2d(c, v, 3, padding=1, bias=not bn), nn.BatchNorm2d(v) if bn else nn.Identity(), nn.ReLU()]
         c = v
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+    if not bn:                        # He init: without BN to rescale, the default init lets the signal die with depth
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, nonlinearity='relu'); nn.init.zeros_(m.bias)
+    return net
 
 def cnn6(num_classes:int=10, in_channels:int=3, *, bn:bool=True) -> nn.Sequential:
     "CNN6 of Table 3.10: six 3x3 conv layers (64-64-M-128-128-M-256-256), global pooling, linear head."

@@ -231,10 +231,7 @@ class SoarExperiment:
                                               nn.Flatten(), nn.LazyLinear(128), nn.ReLU(), nn.Linear(128, 10)),
                  'cnn6': lambda: cnn6(10, c, bn=False), 'cnn8': lambda: cnn8(10, c, bn=False),
                  'resnet10': lambda: resnet10(10, c, bn=False)}
-        model = build[check_choice(arch, build, 'arch')]().to(dev)
-        if arch in ('cnn6', 'cnn8'):      # He init: with PyTorch's default init the 8-layer net without BN does not train at all
-            for mod in model.modules():
-                if isinstance(mod, nn.Conv2d): nn.init.kaiming_normal_(mod.weight, nonlinearity='relu'); nn.init.zeros_(mod.bias)
+        model = build[check_choice(arch, build, 'arch')]().to(dev)     # cnn6/cnn8 without BN come with He init
         with torch.no_grad(): model(torch.zeros(1, *shape, device=dev))      # materialise lazy layers
         return model
 

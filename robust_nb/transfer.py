@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math, contextlib
 from typing import Callable, Sequence
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -14,7 +15,7 @@ from .attacks import _check_model
 
 # %% auto #0
 __all__ = ['mi_fgsm', 'ni_fgsm', 'vmi_fgsm', 'vni_fgsm', 'sini_fgsm', 'di_fgsm', 'gaussian_kernel', 'ti_fgsm', 'LogitEnsemble',
-           'ensemble', 'linbp', 'bpa', 'BitDepthReduction', 'JPEGCompression', 'RandomizedSmoothing']
+           'ensemble', 'linbp', 'bpa', 'BitDepthReduction', 'JPEGCompression', 'jpeg_roundtrip', 'RandomizedSmoothing']
 
 # %% ../nbs/06a_transfer.ipynb #36f5a335
 def _validate(model, x, y, eps, alpha, steps, decay, targeted):
@@ -320,11 +321,21 @@ class JPEGCompression(nn.Module):
         if quality > 100: raise ValueError(f"quality got {quality}; expected an integer in [1, 100]")
         self.model, self.quality = _check_model(model), quality
     def forward(self, x:Tensor) -> Tensor:
-        from torchvision.io import encode_jpeg, decode_jpeg
         if x.dim() != 4 or x.shape[1] not in (1, 3): raise ValueError(f"x got shape {tuple(x.shape)}; JPEG expects (N, 1 or 3, H, W)")
         u8 = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-        dec = decode_jpeg(encode_jpeg(list(u8), quality=self.quality))
-        return self.model(torch.stack(dec).to(x.device, x.dtype) / 255)
+        return self.model(jpeg_roundtrip(u8, self.quality).to(x.device, x.dtype) / 255)
+
+def jpeg_roundtrip(images:Tensor, quality:int) -> Tensor:
+    "uint8 images `(N, 1 or 3, H, W)` encoded as JPEG at `quality` and decoded again, with Pillow (libjpeg)."
+    import io
+    from PIL import Image
+    out = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray((img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy()).save(buf, format='JPEG', quality=quality)
+        dec = torch.from_numpy(np.array(Image.open(io.BytesIO(buf.getvalue()))))
+        out.append(dec[None] if dec.dim() == 2 else dec.permute(2, 0, 1))
+    return torch.stack(out)
 
 class RandomizedSmoothing(nn.Module):
     "Target wrapper: log of the mean softmax of `model` over `n` Gaussian copies N(x, sigma^2) (Cohen et al., 2019)."

@@ -303,3 +303,32 @@ def test_natural_images():
     c = natural_images(['coffee'], size=48, gray=False)
     assert c.shape == (1, 3, 48, 48) and not torch.equal(c[0, 0], c[0, 2])
     with pytest.raises(ValueError, match="names got 'lena'"): natural_images('lena')
+
+
+def write_caltech101(root, sizes=(('Faces', 6), ('ant', 3), ('yin_yang', 1)), seed=0):
+    "Caltech-101's layout: caltech101/101_ObjectCategories/<class>/image_NNNN.jpg, plus BACKGROUND_Google/ (not a class)."
+    rng = np.random.default_rng(seed); cats = Path(root) / 'caltech101' / '101_ObjectCategories'
+    (cats / 'BACKGROUND_Google').mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(cats / 'BACKGROUND_Google' / 'image_0001.jpg')
+    for c, n in sizes:
+        (cats / c).mkdir()
+        for i in range(1, n + 1):
+            shape = (16, 12) if i == 2 else (10 + i, 14, 3)                  # the second photo of a class is greyscale
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(cats / c / f'image_{i:04d}.jpg')
+
+
+def test_caltech101_split_and_images(tmp_path):
+    from torchvision import transforms
+    write_caltech101(tmp_path)
+    tr, te = vision_dataset('caltech101', tmp_path), vision_dataset('caltech101', tmp_path, train=False)
+    assert tr.classes == te.classes == ['Faces', 'ant', 'yin_yang']          # sorted folders, background dropped
+    assert sorted(tr.indices + te.indices) == list(range(10)) and not set(tr.indices) & set(te.indices)
+    assert [te.targets.count(c) for c in range(3)] == [1, 1, 0]              # round(0.2 n), >= 1, none of a 1-image class
+    assert [y for _, y in tr] == tr.targets
+    gray = vision_dataset('caltech101', tmp_path, transform=transforms.PILToTensor()).dataset[1][0]   # Faces/image_0002, greyscale
+    assert gray.shape == (3, 16, 12) and torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
+    x, _ = tr[0]
+    assert x.dtype == torch.float32 and x.shape[0] == 3 and 0 <= x.min() and x.max() <= 1
+    # the split is a property of the data, not of the call order or of the global RNG
+    torch.manual_seed(123)
+    assert vision_dataset('caltech101', tmp_path, train=False).indices == te.indices
