@@ -18,11 +18,12 @@ import robust_nb.models as M
 from .train import fit, save_checkpoint, load_checkpoint, OPTIMIZERS, setup_distributed
 
 # %% auto #0
-__all__ = ['DATASETS', 'MODELS', 'METHODS', 'COMMANDS', 'ATTACKS', 'REPRODUCIBLE', 'SOLUTION_BEGIN', 'SOLUTION_END', 'STUB',
-           'dataset_info', 'load_dataset', 'default_model', 'build_model', 'make_loss', 'cmd_train',
-           'build_from_config', 'load_model', 'evaluate_attacks', 'cmd_eval', 'cmd_har', 'cmd_align', 'thesis_table',
-           'table_function', 'available_tables', 'reproduce', 'cmd_reproduce', 'strip_solutions', 'exercise_cells',
-           'make_student_copy', 'cmd_exercises', 'make_parser', 'main']
+__all__ = ['DATASETS', 'RESIZED', 'AUGMENTATIONS', 'STANDARD_AUGMENTATION', 'MODELS', 'METHODS', 'COMMANDS', 'ATTACKS',
+           'REPRODUCIBLE', 'SOLUTION_BEGIN', 'SOLUTION_END', 'STUB', 'dataset_info', 'dataset_transform',
+           'load_dataset', 'default_model', 'build_model', 'make_loss', 'cmd_train', 'build_from_config', 'load_model',
+           'evaluate_attacks', 'cmd_eval', 'cmd_har', 'cmd_align', 'thesis_table', 'table_function', 'available_tables',
+           'reproduce', 'cmd_reproduce', 'strip_solutions', 'exercise_cells', 'make_student_copy', 'cmd_exercises',
+           'make_parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #3bd89784
 DATASETS = {   # name -> (classes, channels, image side (None: the preset's), hierarchy of Table 5.1 or None)
@@ -33,23 +34,46 @@ DATASETS = {   # name -> (classes, channels, image side (None: the preset's), hi
     'cifar100':      (100, 3, 32, CIFAR100_HIERARCHY),
     'cifar5x5':      (25, 3, 32, CIFAR5X5_HIERARCHY),
     'svhn':          (10, 3, 32, None),
+    'caltech101':    (101, 3, 224, None),
+    'imagenette':    (10, 3, 224, None),
 }
+RESIZED = ('caltech101', 'imagenette')      # photos of every size, resized to 224 (or `img_size`)
+AUGMENTATIONS = ('none', 'flip', 'crop-flip')
+STANDARD_AUGMENTATION = {'fashion_mnist': 'flip', 'cifar10': 'crop-flip', 'cifar100': 'crop-flip', 'cifar5x5': 'crop-flip',
+                         'caltech101': 'flip', 'imagenette': 'flip'}    # every other dataset: 'none'
 
 def dataset_info(name:str, *, img_size:int|None=None) -> dict:
-    "Classes, channels, image side and hierarchy of dataset `name` (the digits' side is `img_size` or the preset's)."
+    "Classes, channels, image side and hierarchy of `name` (`img_size`: the side of the digits or of the resized photos)."
     check_choice(name, DATASETS, 'data')
     k, c, side, hier = DATASETS[name]
-    if side is None: side = check_positive_int(img_size, 'img_size') if img_size is not None else get_preset().img_size
+    if img_size is not None and (side is None or name in RESIZED): side = check_positive_int(img_size, 'img_size')
+    elif img_size is not None and img_size != side:
+        raise ValueError(f"img_size got {img_size!r} for data {name!r}, whose images are {side}x{side}; only the digits and "
+                         f"{', '.join(RESIZED)} can be resized")
+    elif side is None: side = get_preset().img_size
     return dict(num_classes=k, in_channels=c, img_size=side, hierarchy=hier)
 
-def load_dataset(name:str, *, train:bool, root=None, img_size:int|None=None, seed:int=0, verify:bool=True):
-    "The `train` or test split of dataset `name`: the digits offline, the others from `root` (or `ROBUST_NB_DATA`)."
+def dataset_transform(name:str, *, train:bool, augment:str|None=None, img_size:int|None=None):
+    "torchvision transform of a split of `name`: resizing (photos), `augment` on the training split (None: the standard one), ToTensor."
+    from torchvision import transforms as T
+    side = dataset_info(name, img_size=img_size)['img_size']
+    augment = STANDARD_AUGMENTATION.get(name, 'none') if augment is None else check_choice(augment, AUGMENTATIONS, 'augment')
+    steps = [T.Resize(side * 8 // 7), T.CenterCrop(side)] if name in RESIZED else []
+    if train and augment == 'crop-flip': steps.append(T.RandomCrop(side, padding=max(1, side // 8)))
+    if train and augment in ('flip', 'crop-flip'): steps.append(T.RandomHorizontalFlip())
+    return T.Compose(steps + [T.ToTensor()])
+
+def load_dataset(name:str, *, train:bool, root=None, img_size:int|None=None, seed:int=0, verify:bool=True, augment:str|None=None):
+    "The `train` or test split of `name`: the digits offline, the others from `root` (or `ROBUST_NB_DATA`), augmented if `train`."
     info = dataset_info(name, img_size=img_size)
-    if name == 'digits': return digits('train' if train else 'test', size=info['img_size'], seed=seed)
+    if name == 'digits':
+        if augment not in (None, 'none'): raise ValueError(f"augment got {augment!r} for the digits; expected 'none' (they are tensors, not images to transform)")
+        return digits('train' if train else 'test', size=info['img_size'], seed=seed)
+    tf = dataset_transform(name, train=train, augment=augment, img_size=img_size)
     root = root or os.environ.get('ROBUST_NB_DATA')
     if not root: raise ValueError(f"data {name!r} needs --data-root DIR (or ROBUST_NB_DATA) holding its files; got none")
     if not Path(root).expanduser().is_dir(): raise FileNotFoundError(f"--data-root {str(root)!r} is not a directory; expected the folder that holds the {name} files")
-    return vision_dataset(name, root, train=train, verify=verify)
+    return vision_dataset(name, root, train=train, verify=verify, transform=tf)
 
 # %% ../nbs/07_cli.ipynb #60050bae
 MODELS = {
@@ -157,7 +181,7 @@ def _common(p:argparse.ArgumentParser, *, data:bool=True):
     if data:
         p.add_argument('--data', default='digits', choices=tuple(DATASETS), help='dataset')
         p.add_argument('--data-root', default=None, metavar='DIR', help='folder holding the dataset files in torchvision\'s layout (None: $ROBUST_NB_DATA; not needed for digits)')
-        p.add_argument('--img-size', type=_count, default=None, help='side of the digits images (None: the preset\'s)')
+        p.add_argument('--img-size', type=_count, default=None, help='side of the digits (None: the preset\'s) or of the resized caltech101/imagenette photos (None: 224)')
         p.add_argument('--no-verify', action='store_true', help='skip torchvision\'s MD5 checks of the dataset files (CIFAR, SVHN): only that they exist')
     p.add_argument('--preset', default=None, choices=PRESETS, help='sizes of the run (None: $ROBUST_NB_PRESET or tiny)')
     p.add_argument('--seed', type=_seed, default=0, help='random seed')
@@ -178,6 +202,7 @@ def _training(p:argparse.ArgumentParser, methods=METHODS, resume:bool=True):
     p.add_argument('--steps', type=_count, default=10, help='steps of the training attack')
     p.add_argument('--norm', default='linf', choices=NORMS, help='norm of the training attack')
     p.add_argument('--beta', type=_number, default=6.0, help='weight of the robust term of TRADES and MART')
+    p.add_argument('--augment', default=None, choices=AUGMENTATIONS, help='augmentation of the training images (None: the dataset\'s standard one, see STANDARD_AUGMENTATION)')
     p.add_argument('--out', required=True, metavar='DIR', help='output folder (checkpoint.pt, metrics.json)')
     if resume: p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.pt if it exists')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -195,7 +220,8 @@ def _run_config(a, command:str) -> dict:
                 model=a.model or default_model(P.name), num_classes=info['num_classes'], in_channels=info['in_channels'],
                 img_size=info['img_size'], epochs=a.epochs or P.epochs, lr=a.lr, opt=a.opt, weight_decay=a.weight_decay,
                 sched=a.sched, batch_size=a.batch_size or P.batch_size, eps=a.eps, alpha=a.eps / 4 if a.alpha is None else a.alpha,
-                steps=a.steps, norm=a.norm, beta=a.beta, preset=P.name, seed=a.seed, world_size=_world()[1], verify=not a.no_verify)
+                steps=a.steps, norm=a.norm, beta=a.beta, preset=P.name, seed=a.seed, world_size=_world()[1], verify=not a.no_verify,
+                augment=STANDARD_AUGMENTATION.get(a.data, 'none') if a.augment is None else a.augment)
 
 def _add_config(path:Path, config:dict):
     "Store `config` in the checkpoint at `path` (atomically), next to what `fit` saved."
@@ -234,7 +260,8 @@ def cmd_train(a) -> dict:
     "`robust-nb train`: train a model with `fit` and write OUT/checkpoint.pt and OUT/metrics.json."
     cfg = _run_config(a, 'train')
     set_seed(a.seed)
-    train_ds = load_dataset(cfg['data'], train=True, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'])
+    train_ds = load_dataset(cfg['data'], train=True, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'],
+                            augment=cfg['augment'])
     test_ds = load_dataset(cfg['data'], train=False, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'])
     model = build_model(cfg['model'], num_classes=cfg['num_classes'], in_channels=cfg['in_channels'], img_size=cfg['img_size'])
     loss = make_loss(cfg['method'], eps=cfg['eps'], alpha=cfg['alpha'], steps=cfg['steps'], norm=cfg['norm'], beta=cfg['beta'])
@@ -288,7 +315,8 @@ def load_model(path, *, model:str|None=None, data:str|None=None, img_size:int|No
     path = Path(path)
     cfg = _peek_config(path)
     if model: cfg['model'] = check_choice(model, MODELS, 'model')
-    if data: cfg['data'] = check_choice(data, DATASETS, 'data')
+    if data and data != cfg.get('data'):     # another dataset: the checkpoint's image side belonged to the old one
+        cfg['data'], cfg['img_size'] = check_choice(data, DATASETS, 'data'), None
     if img_size: cfg['img_size'] = img_size
     net = build_from_config(cfg)
     load_checkpoint(path, net)
@@ -419,7 +447,8 @@ def cmd_har(a) -> dict:
     if hier is None:
         raise ValueError(f"data {cfg['data']!r} has no class hierarchy; expected one of {tuple(k for k, v in DATASETS.items() if v[3] is not None)}")
     set_seed(a.seed)
-    train_ds = load_dataset(cfg['data'], train=True, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'])
+    train_ds = load_dataset(cfg['data'], train=True, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'],
+                            augment=cfg['augment'])
     test_ds = load_dataset(cfg['data'], train=False, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'])
     net = build_from_config(cfg)
     loss = make_loss(cfg['method'], eps=cfg['eps'], alpha=cfg['alpha'], steps=cfg['steps'], norm=cfg['norm'], beta=cfg['beta'])
@@ -465,7 +494,8 @@ def cmd_align(a) -> dict:
     info = dataset_info(scfg['data'], img_size=scfg.get('img_size'))
     root = a.data_root or scfg.get('data_root')
     kw = dict(root=root, img_size=info['img_size'], seed=scfg.get('seed', 0), verify=scfg.get('verify', True))
-    train_ds, test_ds = load_dataset(scfg['data'], train=True, **kw), load_dataset(scfg['data'], train=False, **kw)
+    train_ds = load_dataset(scfg['data'], train=True, augment=scfg.get('augment', 'none'), **kw)   # the source's own augmentation
+    test_ds = load_dataset(scfg['data'], train=False, **kw)
     set_seed(a.seed)
     ws = [others[p][0] for p in a.witness]
     aligned = align(source, ws, loaders(train_ds, batch_size=a.batch_size, seed=a.seed), epochs=a.epochs, lr=a.lr, T=a.T,

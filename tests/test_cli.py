@@ -204,6 +204,23 @@ def test_on_disk_datasets_through_main(tmp_path, monkeypatch, capsys):
     assert main(['eval', str(tmp_path / 'c' / 'checkpoint.pt'), '--attack', 'hierarchical', '--eps', '0.03', '--steps', '2',
                  '--out', str(tmp_path / 'cev')]) == 0
     assert 'meta_accuracy' in pd.read_csv(tmp_path / 'cev' / 'eval.csv')   # CIFAR-10 has Table 5.1's hierarchy
+    assert json.loads((tmp_path / 'c' / 'metrics.json').read_text())['config']['augment'] == 'crop-flip'   # the CIFAR default
+
+
+def test_caltech101_through_main(tmp_path, monkeypatch):
+    "Caltech-101's photos of every size, resized by --img-size, flipped in training, through train and eval."
+    from test_data import write_caltech101
+    from robust_nb.cli import main
+    monkeypatch.delenv('ROBUST_NB_DATA', raising=False)
+    write_caltech101(tmp_path / 'data')
+    assert main(['train', '--data', 'caltech101', '--data-root', str(tmp_path / 'data'), '--img-size', '16', '--model', 'mlp',
+                 '--epochs', '1', '--batch-size', '4', '--out', str(tmp_path / 'cal'), '--no-progress']) == 0
+    cfg = json.loads((tmp_path / 'cal' / 'metrics.json').read_text())['config']
+    assert (cfg['img_size'], cfg['num_classes'], cfg['in_channels'], cfg['augment']) == (16, 101, 3, 'flip')
+    assert main(['eval', str(tmp_path / 'cal' / 'checkpoint.pt'), '--attack', 'fgsm', '--eps', '0.03', '--out', str(tmp_path / 'ev')]) == 0
+    assert set(pd.read_csv(tmp_path / 'ev' / 'eval.csv').n) == {2}       # the test split: one Faces and one ant photo
+    assert main(['train', '--data', 'mnist', '--img-size', '16', '--data-root', str(tmp_path / 'data'), '--epochs', '1',
+                 '--out', str(tmp_path / 'm')]) == 2                     # MNIST cannot be resized
 
 
 # Each chapter table through the console script, for real, in the tiny preset (the chapters' pages compute the same
