@@ -228,10 +228,24 @@ def test_caltech101_through_main(tmp_path, monkeypatch):
 REPRODUCE_KEYS = {'3.2': ['Method'], '5.3': ['Model', 'Method'], '6.3': ['Source', 'Witness']}
 
 
+@pytest.fixture(scope='module')
+def reproduced(tmp_path_factory):
+    "Every table of REPRODUCE_KEYS, each by its own console-script process, all started at once (one thread each)."
+    out = tmp_path_factory.mktemp('reproduce')
+    procs = {t: subprocess.Popen([str(EXE), 'reproduce', t, '--out', str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=ENV) for t in REPRODUCE_KEYS}
+    done = {}
+    for t, p in procs.items():
+        stdout, stderr = p.communicate(timeout=600)
+        done[t] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+    return out, done
+
+
 @pytest.mark.parametrize('table', sorted(REPRODUCE_KEYS))
-def test_reproduce_chapter_table(table, tmp_path):
+def test_reproduce_chapter_table(table, reproduced):
     from robust_nb.cli import thesis_table
-    r = run('reproduce', table, '--out', tmp_path)
+    tmp_path, r = reproduced[0], reproduced[1][table]
+    assert r.returncode == 0, f"robust-nb reproduce {table} failed ({r.returncode}):\n{r.stderr[-3000:]}"
     ours = pd.read_csv(tmp_path / f'table_{table}.csv', dtype=str, keep_default_na=False)
     theirs = pd.read_csv(tmp_path / f'table_{table}_thesis.csv', dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(theirs, thesis_table(table))
