@@ -70,6 +70,7 @@ def optimizer_study(
     lipschitz:bool=True,                    # compute the Lipschitz upper bound (4.20)
     n_eval:int|None=None,                   # test examples used (None: all)
     device=None,
+    keep_models:dict|None=None,             # if a dict: receives the selected model of each (optimizer, seed)
 ) -> pd.DataFrame:
     "Fig 4.1 / Tables 4.1, 4.3: per optimizer x seed x perturbation, the accuracy (or band drop, or Lipschitz bound) of the best-validation model."
     for name in lr_grid: check_choice(name, OPTIMIZERS, 'lr_grid key')
@@ -88,6 +89,7 @@ def optimizer_study(
             model, lr, vacc = train_best_of_grid(make_model, train_dl, valid_dl, opt=opt, lrs=lrs, epochs=epochs, seed=seed,
                                                  sched=sched, device=dev)
             model.eval()
+            if keep_models is not None: keep_models[opt, seed] = model
             add = lambda kind, strength, value, metric='accuracy': rows.append(dict(
                 optimizer=opt, seed=seed, lr=lr, valid_acc=vacc, perturbation=kind, strength=strength, metric=metric, value=value))
             add('clean', 0.0, evaluate(model, (x, y)))
