@@ -14,7 +14,7 @@ from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 from .core import (check_inputs, check_eps, check_choice, check_positive_int, eval_guard, batches,
-                            get_device)
+                            get_device, on_model_device, model_device)
 from .train import make_optimizer, make_scheduler
 
 # %% auto #0
@@ -101,8 +101,8 @@ def _first_x(batch):
     return x
 
 def _model_device(model:nn.Module, default=None) -> torch.device:
-    for t in (*model.parameters(), *model.buffers()): return t.device
-    return default if default is not None else get_device()
+    "The model's device; for a stateless model `default` (None: `get_device()`)."
+    return model_device(model) or (default if default is not None else get_device())
 
 def _witness_outputs(witnesses, w_stores, x, method):
     "Logits (kl) or embeddings of every witness, without gradients."
@@ -206,6 +206,7 @@ def _check_pair(a, b):
     for m, n in ((a, 'a'), (b, 'b')):
         if not isinstance(m, nn.Module): raise ValueError(f"{n} got {type(m).__name__}; expected a torch.nn.Module")
 
+@on_model_device
 @torch.no_grad()
 def _log_probs(model:nn.Module, x:Tensor, T:float, batch_size:int) -> Tensor:
     with eval_guard(model):
@@ -223,6 +224,7 @@ def prediction_agreement(a:nn.Module, b:nn.Module, x:Tensor, *, batch_size:int=5
     _check_pair(a, b); check_inputs(x)
     return (_log_probs(a, x, 1.0, batch_size).argmax(1) == _log_probs(b, x, 1.0, batch_size).argmax(1)).double().mean().item()
 
+@on_model_device
 def _input_grads(model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
     "Per-example input gradients of the cross-entropy (model under eval_guard)."
     with eval_guard(model), torch.enable_grad():   # also under torch.no_grad()
@@ -235,12 +237,14 @@ def input_grad_cosine(a:nn.Module, b:nn.Module, x:Tensor, y:Tensor) -> float:
     _check_pair(a, b); check_inputs(x, y)
     return F.cosine_similarity(_input_grads(a, x, y).flatten(1), _input_grads(b, x, y).flatten(1), dim=1, eps=1e-12).mean().item()
 
+@on_model_device
 def input_grad_norm(model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
     "Per-example ||grad_x loss(x, y)||_2, shape (N,) (Table 6.2)."
     _check_pair(model, model); check_inputs(x, y, unit_range=False)
     return _input_grads(model, x, y).flatten(1).norm(dim=1)
 
 # %% ../nbs/06_alignment.ipynb #5a9f1572
+@on_model_device
 def hessian_max_eig(model:nn.Module, x:Tensor, y:Tensor, *,
                     iters:int=20,   # power-iteration steps (each one batched HVP)
                     seed:int=0,     # seed of the random start vectors (a private generator)
@@ -279,6 +283,7 @@ def orthogonal_direction(d:Tensor, *, seed:int=0) -> Tensor:
     scale = f.abs().amax(1, keepdim=True) / rf.abs().amax(1, keepdim=True).clamp_min(1e-30)
     return (rf * scale).view_as(d)
 
+@on_model_device
 def loss_surface(model:nn.Module, x:Tensor, y:Tensor, d1:Tensor, d2:Tensor|None=None, *,
                  n:int=21,           # grid points per axis
                  span:float=1.5,     # coefficients range over [-span, span]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
-                            eval_guard, project, steepest_ascent, lp_norm, dct_matrix, _per_example)
+                            eval_guard, project, steepest_ascent, lp_norm, dct_matrix, _per_example, on_model_device)
 from .train import evaluate
 
 # %% auto #0
@@ -43,6 +43,7 @@ def _validate(model, x, y, eps, norm=None, targeted=False):
     return check_inputs(x, y, eps=eps, norm=norm)
 
 # %% ../nbs/02_attacks.ipynb #8084b573
+@on_model_device
 def fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
          eps:float,                  # radius of the linf ball
          targeted:bool=False,        # if True, `y` holds target classes and the loss is decreased
@@ -55,6 +56,7 @@ def fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
     return project(x + eps * steepest_ascent(g, 'linf'), x, eps, 'linf').detach()
 
 # %% ../nbs/02_attacks.ipynb #516ceb1d
+@on_model_device
 def fgm(model:nn.Module, x:Tensor, y:Tensor, *,
         eps:float,                  # radius of the l2 ball
         targeted:bool=False,        # if True, `y` holds target classes and the loss is decreased
@@ -107,6 +109,7 @@ def _better(new:tuple[Tensor, Tensor], old:tuple[Tensor, Tensor]) -> Tensor:
     (s1, l1), (s0, l0) = new, old
     return (s1 & ~s0) | ((s1 == s0) & (l1 > l0))
 
+@on_model_device
 def pgd(model:nn.Module, x:Tensor, y:Tensor, *,
         eps:float,                  # radius of the `norm` ball
         alpha:float|None=None,      # step size; default `2.5 * eps / steps` (Madry et al.)
@@ -136,6 +139,7 @@ def pgd(model:nn.Module, x:Tensor, y:Tensor, *,
             best_score = tuple(torch.where(better, new, old) for new, old in zip(score, best_score))
     return best
 
+@on_model_device
 def bim(model:nn.Module, x:Tensor, y:Tensor, *,
         eps:float,                  # radius of the linf ball
         alpha:float|None=None,      # step size; default `eps / steps`
@@ -155,6 +159,7 @@ def _cw_margin(logits:Tensor, y:Tensor, targeted:bool, kappa:float) -> Tensor:
     z_other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float('-inf')).amax(1)
     return (z_other - z_y if targeted else z_y - z_other).clamp_min(-kappa)
 
+@on_model_device
 def cw_l2(model:nn.Module, x:Tensor, y:Tensor, *,
           eps:float|None=None, # optional l2 budget: the result is projected onto this ball
           c:float=1.0,         # weight of the misclassification term (initial value if `binary_steps > 1`)
@@ -227,6 +232,7 @@ def _simba_directions(idx:Tensor, shape, basis:str, dct:tuple|None, dtype) -> Te
     dirs[rows, c] = dct[0][u][:, :, None] * dct[1][v][:, None, :]
     return dirs
 
+@on_model_device
 def simba(model:nn.Module, x:Tensor, y:Tensor, *,
           eps:float,                 # radius of the `norm` ball the result stays in
           max_queries:int=1000,      # per-example budget of model evaluations (the first, clean one included)
@@ -277,6 +283,7 @@ def simba(model:nn.Module, x:Tensor, y:Tensor, *,
     return (x_adv, queries) if return_queries else x_adv
 
 # %% ../nbs/02_attacks.ipynb #0b288297
+@on_model_device
 def predict(model:nn.Module, x:Tensor, *, batch_size:int=512) -> Tensor:
     "Predicted classes of `model` (run under `eval_guard`, no gradients) for a batch `x`."
     check_inputs(x, unit_range=False)
@@ -293,6 +300,7 @@ def robust_accuracy(model:nn.Module, data, attack:Callable|None=None, *,
     return evaluate(model, data, attack, batch_size=batch_size, **kw)
 
 # %% ../nbs/02_attacks.ipynb #796bbe08
+@on_model_device
 def mean_confidence(model:nn.Module, x:Tensor, *, batch_size:int=512) -> float:
     "Mean probability of the most likely class, (1/N) sum_n max_i P(x_n)_i (Table 3.1)."
     check_inputs(x)
@@ -301,6 +309,7 @@ def mean_confidence(model:nn.Module, x:Tensor, *, batch_size:int=512) -> float:
         conf = torch.cat([torch.softmax(model(x[i:i + batch_size]), 1).amax(1) for i in range(0, x.shape[0], batch_size)])
     return conf.mean().item()
 
+@on_model_device
 def nonzero_grad_count(model:nn.Module, x:Tensor, y:Tensor, *, tol:float=1e-6, loss_fn:Callable|None=None) -> float:
     "Average number of input-gradient entries with |g| > `tol` per example (App. 3.F); `d` means no masking."
     check_inputs(x, y)
@@ -308,6 +317,7 @@ def nonzero_grad_count(model:nn.Module, x:Tensor, y:Tensor, *, tol:float=1e-6, l
     with eval_guard(_check_model(model)): _, g = _input_grad(model, x.detach(), y, loss_fn or _ce, False)
     return (g.abs() > tol).flatten(1).sum(1).double().mean().item()
 
+@on_model_device
 def eps_one_sanity_check(model:nn.Module, x:Tensor, y:Tensor, *, steps:int=20, alpha:float|None=None,
                          norm:str='linf') -> float:
     "Accuracy under PGD with eps = 1 (App. 3.F): near 0 unless the gradients are masked."
@@ -317,6 +327,7 @@ def eps_one_sanity_check(model:nn.Module, x:Tensor, y:Tensor, *, steps:int=20, a
 # %% ../nbs/02_attacks.ipynb #6cbff7c9
 AUTOATTACK_COMPONENTS = ('APGD-CE', 'APGD-T', 'FAB-T', 'Square')
 
+@on_model_device
 def autoattack_components(model:nn.Module, x:Tensor, y:Tensor, *,
                           eps:float,                 # radius of the `norm` ball
                           norm:str='linf',           # 'linf' or 'l2'

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0e45e69a
 from __future__ import annotations
-import os, math, random, contextlib
+import os, math, random, contextlib, functools
 from dataclasses import dataclass, field, replace
 from numbers import Real
 import numpy as np
@@ -14,8 +14,8 @@ from torch import nn, Tensor
 # %% auto #0
 __all__ = ['PRESETS', 'NORMS', 'get_device', 'check_seed', 'set_seed', 'Preset', 'get_preset', 'check_eps', 'check_positive_int',
            'check_bool', 'check_norm', 'check_choice', 'check_inputs', 'lp_norm', 'steepest_ascent', 'project',
-           'dct_matrix', 'Normalized', 'eval_guard', 'to_numpy', 'batches', 'results_dir', 'record_claim',
-           'replication_table']
+           'dct_matrix', 'Normalized', 'eval_guard', 'model_device', 'on_model_device', 'to_numpy', 'batches',
+           'results_dir', 'record_claim', 'replication_table']
 
 # %% ../nbs/00_core.ipynb #d9411469
 def get_device(
@@ -223,6 +223,30 @@ def eval_guard(model:nn.Module):
     finally:
         for m, t in modes: m.training = t
         for p, f in flags: p.requires_grad_(f)
+
+# %% ../nbs/00_core.ipynb #54780315a
+def model_device(model:nn.Module) -> torch.device|None:
+    "The device of `model`'s first parameter or buffer; None for a model that has neither (it runs where its input is)."
+    for t in (*model.parameters(), *model.buffers()): return t.device
+    return None
+
+def _to_device(obj, dev:torch.device):
+    "`obj` with every tensor in it (also inside tuples, lists and dicts) moved to `dev`."
+    if isinstance(obj, Tensor): return obj.to(dev)
+    if isinstance(obj, tuple) and not hasattr(obj, '_fields'): return tuple(_to_device(o, dev) for o in obj)
+    if isinstance(obj, list): return [_to_device(o, dev) for o in obj]
+    if isinstance(obj, dict): return {k: _to_device(v, dev) for k, v in obj.items()}
+    return obj
+
+def on_model_device(fn):
+    "Decorator for `fn(model, x, ...)`: runs with the tensor arguments on the model's device, returns tensors on `x`'s device."
+    @functools.wraps(fn)
+    def wrapper(model, x, *args, **kw):
+        dev = model_device(model) if isinstance(model, nn.Module) else None
+        home = x.device if isinstance(x, Tensor) else None
+        if dev is None or home is None or dev == home: return fn(model, x, *args, **kw)
+        return _to_device(fn(model, x.to(dev), *_to_device(args, dev), **_to_device(kw, dev)), home)
+    return wrapper
 
 # %% ../nbs/00_core.ipynb #9e722326
 def to_numpy(t) -> np.ndarray:

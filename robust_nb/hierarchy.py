@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
-                            eval_guard, lp_norm, get_device)
+                            eval_guard, lp_norm, get_device, on_model_device)
 from .attacks import pgd
 
 # %% auto #0
@@ -52,6 +52,7 @@ def _checked_logits(model, x, y, hierarchy) -> Tensor:
     return out
 
 # %% ../nbs/05_hierarchy.ipynb #fd3c4195
+@on_model_device
 def is_hierarchical_adversarial(
     model:nn.Module,     # flat classifier or `HAR`, scoring the leaf classes
     x:Tensor,            # clean images in [0, 1]
@@ -75,16 +76,19 @@ def is_hierarchical_adversarial(
     return ok & (meta[pred_adv] != meta[y])                             # 4. ... into a leaf of another meta-class
 
 # %% ../nbs/05_hierarchy.ipynb #ea939b5f
+@on_model_device
 def meta_accuracy(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> float:
     "Fraction of inputs whose predicted leaf lies in the true meta-class (the metric of Tables 5.3-5.6)."
     pred = _checked_logits(model, x, y, hierarchy).argmax(1)
     meta = _meta_of(hierarchy, y)
     return (meta[pred] == meta[y]).float().mean().item()
 
+@on_model_device
 def leaf_accuracy(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> float:
     "Ordinary (leaf-class) accuracy, as in Table 5.7."
     return (_checked_logits(model, x, y, hierarchy).argmax(1) == y).float().mean().item()
 
+@on_model_device
 def p_meta_given_wrong_leaf(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> float:
     "P(correct meta-class | incorrect leaf class) of Table 5.2; `nan` if the model makes no leaf mistake on `x`."
     pred = _checked_logits(model, x, y, hierarchy).argmax(1)
@@ -278,6 +282,7 @@ def _hpgd_batched(model, x, y, meta, targets, n_cand, *, until, per_round, pgd_k
     return x_adv, success, tries
 
 # %% ../nbs/05_hierarchy.ipynb #7212ce24
+@on_model_device
 def hierarchical_pgd(
     model:nn.Module,        # flat classifier or `HAR`, scoring the leaf classes
     x:Tensor,               # clean images in [0, 1]
@@ -373,6 +378,7 @@ class HAR(nn.Module):
         # END SOLUTION
 
 # %% ../nbs/05_hierarchy.ipynb #c433b27f
+@on_model_device
 def pgd_meta(
     har_model:HAR,          # a `HAR` network
     x:Tensor,               # clean images in [0, 1]

@@ -17,7 +17,7 @@ from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 from fastprogress.fastprogress import master_bar, progress_bar
-from .core import get_device, set_seed, check_eps, check_choice, check_positive_int, check_seed, check_inputs, eval_guard, batches
+from .core import get_device, set_seed, check_eps, check_choice, check_positive_int, check_seed, check_inputs, eval_guard, batches, model_device
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'make_optimizer', 'lr_factor', 'make_scheduler', 'save_checkpoint', 'load_checkpoint',
@@ -178,8 +178,7 @@ def load_checkpoint(
 # %% ../nbs/01c_train.ipynb #e5821cd2
 def _model_device(model:nn.Module) -> torch.device:
     "The device of `model`'s first parameter or buffer (the default device for a stateless model)."
-    for t in (*model.parameters(), *model.buffers()): return t.device
-    return get_device()
+    return model_device(model) or get_device()
 
 def _as_batches(data, batch_size:int) -> Iterable:
     "Batches of `data`: a `DataLoader`/iterable of `(x, y)` batches, or a pair of tensors `(x, y)`."

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_inputs, check_eps, check_choice, check_positive_int, check_bool, eval_guard, project
+from .core import check_inputs, check_eps, check_choice, check_positive_int, check_bool, eval_guard, project, on_model_device
 from .attacks import _check_model
 
 # %% auto #0
@@ -66,6 +66,7 @@ def _momentum_attack(model, x, y, *, eps, alpha, steps, decay, targeted, nestero
     return x_adv.detach()
 
 # %% ../nbs/06a_transfer.ipynb #2a348590
+@on_model_device
 def mi_fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
             eps:float,              # radius of the linf ball
             alpha:float|None=None,  # step size; default eps / steps
@@ -77,12 +78,14 @@ def mi_fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
     eps, alpha, steps, decay = _validate(model, x, y, eps, alpha, steps, decay, targeted)
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted)
 
+@on_model_device
 def ni_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=None, steps:int=10,
             decay:float=1.0, targeted:bool=False) -> Tensor:
     "NI-FGSM (Lin et al., 2020): MI-FGSM with the gradient taken at the Nesterov look-ahead x + alpha mu g."
     eps, alpha, steps, decay = _validate(model, x, y, eps, alpha, steps, decay, targeted)
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted, nesterov=True)
 
+@on_model_device
 def vmi_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=None, steps:int=10,
              decay:float=1.0,
              n:int=20,            # neighbourhood samples N per step
@@ -94,6 +97,7 @@ def vmi_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted,
                             variance=(n, beta))
 
+@on_model_device
 def vni_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=None, steps:int=10,
              decay:float=1.0, n:int=20, beta:float=1.5, targeted:bool=False) -> Tensor:
     "VNI-FGSM (Wang & He, 2021): variance tuning with the Nesterov look-ahead gradient."
@@ -102,6 +106,7 @@ def vni_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted,
                             nesterov=True, variance=(n, beta))
 
+@on_model_device
 def sini_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=None, steps:int=10,
               decay:float=1.0,
               m:int=5,             # scale copies x / 2^i, i = 0..m-1
@@ -137,6 +142,7 @@ def _check_prob(p, name):
     if p > 1: raise ValueError(f"{name} got {p!r}; expected a probability in [0, 1]")
     return p
 
+@on_model_device
 def di_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=None, steps:int=10,
             decay:float=0.0,           # momentum (0: DI2-FGSM; 1: M-DI2-FGSM)
             resize_rate:float=0.9,     # images are resized to a random side in [resize_rate * H, H) and padded back
@@ -156,6 +162,7 @@ def gaussian_kernel(size:int=15, nsig:float=3.0) -> Tensor:
     k = torch.outer(k1, k1)
     return (k / k.sum()).float()
 
+@on_model_device
 def ti_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=None, steps:int=10,
             decay:float=0.0,
             kernel_size:int=15,        # side of the Gaussian smoothing kernel
