@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_inputs, check_positive_int, check_eps, eval_guard, Normalized, dct_matrix
+from .core import check_inputs, check_positive_int, check_eps, eval_guard, Normalized, dct_matrix, on_model_device
 
 # %% auto #0
 __all__ = ['dct2', 'idct2', 'spectrum', 'frequency_rank', 'filter_energy', 'freq_mask', 'filter_freq', 'freq_bands', 'band_noise',
@@ -165,6 +165,7 @@ def filtering_study(
     return pd.DataFrame(rows)
 
 # %% ../nbs/04a_frequency.ipynb #01cea20a
+@on_model_device
 def band_accuracy_drop(
     model:nn.Module,
     x:Tensor,                          # test images (N, C, H, W) in [0, 1]
