@@ -53,11 +53,15 @@ def dataset_info(name:str, *, img_size:int|None=None) -> dict:
     elif side is None: side = get_preset().img_size
     return dict(num_classes=k, in_channels=c, img_size=side, hierarchy=hier)
 
+def _augmentation(name:str, augment:str|None) -> str:
+    "`augment`, or the standard augmentation of dataset `name` if None."
+    return STANDARD_AUGMENTATION.get(name, 'none') if augment is None else check_choice(augment, AUGMENTATIONS, 'augment')
+
 def dataset_transform(name:str, *, train:bool, augment:str|None=None, img_size:int|None=None):
     "torchvision transform of a split of `name`: resizing (photos), `augment` on the training split (None: the standard one), ToTensor."
     from torchvision import transforms as T
     side = dataset_info(name, img_size=img_size)['img_size']
-    augment = STANDARD_AUGMENTATION.get(name, 'none') if augment is None else check_choice(augment, AUGMENTATIONS, 'augment')
+    augment = _augmentation(name, augment)
     steps = [T.Resize(side * 8 // 7), T.CenterCrop(side)] if name in RESIZED else []
     if train and augment == 'crop-flip': steps.append(T.RandomCrop(side, padding=max(1, side // 8)))
     if train and augment in ('flip', 'crop-flip'): steps.append(T.RandomHorizontalFlip())
@@ -221,7 +225,7 @@ def _run_config(a, command:str) -> dict:
                 img_size=info['img_size'], epochs=a.epochs or P.epochs, lr=a.lr, opt=a.opt, weight_decay=a.weight_decay,
                 sched=a.sched, batch_size=a.batch_size or P.batch_size, eps=a.eps, alpha=a.eps / 4 if a.alpha is None else a.alpha,
                 steps=a.steps, norm=a.norm, beta=a.beta, preset=P.name, seed=a.seed, world_size=_world()[1], verify=not a.no_verify,
-                augment=STANDARD_AUGMENTATION.get(a.data, 'none') if a.augment is None else a.augment)
+                augment=_augmentation(a.data, a.augment))
 
 def _add_config(path:Path, config:dict):
     "Store `config` in the checkpoint at `path` (atomically), next to what `fit` saved."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0e45e69a
 from __future__ import annotations
-import os, math, random, contextlib, functools
+import os, math, random, contextlib, functools, itertools
 from dataclasses import dataclass, field, replace
 from numbers import Real
 import numpy as np
@@ -227,8 +227,8 @@ def eval_guard(model:nn.Module):
 # %% ../nbs/00_core.ipynb #54780315a
 def model_device(model:nn.Module) -> torch.device|None:
     "The device of `model`'s first parameter or buffer; None for a model that has neither (it runs where its input is)."
-    for t in (*model.parameters(), *model.buffers()): return t.device
-    return None
+    t = next(itertools.chain(model.parameters(), model.buffers()), None)   # the first one only: called on every attack
+    return None if t is None else t.device
 
 def _to_device(obj, dev:torch.device):
     "`obj` with every tensor in it (also inside tuples, lists and dicts) moved to `dev`."

@@ -97,7 +97,6 @@ def p_meta_given_wrong_leaf(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> f
     return (meta[pred[wrong]] == meta[y[wrong]]).float().mean().item()
 
 # %% ../nbs/05_hierarchy.ipynb #6d2e1f58
-import time
 import pandas as pd
 from .core import get_preset, set_seed
 from .data import digits, loaders, vision_dataset, dataset_tensors, DIGITS_HIERARCHY, CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY

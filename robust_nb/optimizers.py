@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn, Tensor
-from torch.utils.data import Subset, DataLoader
+from torch.utils.data import Subset
 from .core import set_seed, check_positive_int, check_choice, get_device, eval_guard, get_preset
 from .data import loaders, dataset_tensors, digits, vision_dataset
 from .models import MnistCNN

@@ -15,7 +15,7 @@ from .attacks import _check_model
 
 # %% auto #0
 __all__ = ['mi_fgsm', 'ni_fgsm', 'vmi_fgsm', 'vni_fgsm', 'sini_fgsm', 'di_fgsm', 'gaussian_kernel', 'ti_fgsm', 'LogitEnsemble',
-           'ensemble', 'linbp', 'bpa', 'BitDepthReduction', 'JPEGCompression', 'jpeg_roundtrip', 'RandomizedSmoothing']
+           'ensemble', 'linbp', 'bpa', 'BitDepthReduction', 'JPEGCompression', 'RandomizedSmoothing']
 
 # %% ../nbs/06a_transfer.ipynb #36f5a335
 def _validate(model, x, y, eps, alpha, steps, decay, targeted):
@@ -330,9 +330,9 @@ class JPEGCompression(nn.Module):
     def forward(self, x:Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] not in (1, 3): raise ValueError(f"x got shape {tuple(x.shape)}; JPEG expects (N, 1 or 3, H, W)")
         u8 = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-        return self.model(jpeg_roundtrip(u8, self.quality).to(x.device, x.dtype) / 255)
+        return self.model(_jpeg_roundtrip(u8, self.quality).to(x.device, x.dtype) / 255)
 
-def jpeg_roundtrip(images:Tensor, quality:int) -> Tensor:
+def _jpeg_roundtrip(images:Tensor, quality:int) -> Tensor:
     "uint8 images `(N, 1 or 3, H, W)` encoded as JPEG at `quality` and decoded again, with Pillow (libjpeg)."
     import io
     from PIL import Image
