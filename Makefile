@@ -8,7 +8,7 @@ export ROBUST_NB_PRESET ?= tiny
 # nbdev_test runs one notebook per core: one torch thread each, or they fight over the cores.
 NB_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore::DeprecationWarning
 
-.PHONY: install test book bench clean browser
+.PHONY: install test book bench clean browser data
 
 $(STAMP): pyproject.toml settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -19,7 +19,7 @@ install: $(STAMP)
 
 # `make test` executes every notebook once, as nbdev_test does (execnb, cells flagged with settings.ini's
 # tst_flags skipped), and that one execution is also the book the browser test reads; then pytest.
-test: $(STAMP) browser
+test: $(STAMP) browser data
 	$(NB_ENV) $(PY) tools/build_book.py --out _book
 	$(PY) -m pytest tests/
 
@@ -29,7 +29,15 @@ browser:
 	  { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } \
 	  && echo "installed chromium for the browser test" || echo "chromium not installed: the browser test will skip"; }
 
-book: $(STAMP)
+# Fashion-MNIST for the `small` preset and the real-data tests: Debian's package (four IDX .gz files under
+# /usr/share/datasets/fashion-mnist/), installed when missing and possible (else those cells and tests say so and skip).
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+data:
+	@test -f $(FMNIST) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; } \
+	  && test -f $(FMNIST) && echo "installed dataset-fashion-mnist" || echo "dataset-fashion-mnist not installed: Fashion-MNIST cells and tests will skip"; }
+
+book: $(STAMP) data
 	$(PY) tools/build_book.py --out _book
 
 bench: $(STAMP)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_data.ipynb #d781bdc1
 from __future__ import annotations
-import pickle
+import gzip, math, os, pickle, struct, zlib
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
@@ -15,10 +15,11 @@ from torch.utils.data import TensorDataset, DataLoader
 from .core import check_choice, check_positive_int, check_seed
 
 # %% auto #0
-__all__ = ['DIGITS_TEST_FRACTION', 'NATURAL_IMAGES', 'VISION_DATASETS', 'CALTECH101_TEST_FRACTION', 'CALTECH101_SPLIT_SEED',
-           'CIFAR10_CLASSES', 'CIFAR100_CLASSES', 'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY',
-           'DIGITS_HIERARCHY', 'ImageTensorDataset', 'resize_images', 'digits', 'loaders', 'dataset_tensors',
-           'natural_images', 'vision_dataset', 'Hierarchy']
+__all__ = ['DIGITS_TEST_FRACTION', 'NATURAL_IMAGES', 'FASHION_MNIST_CLASSES', 'FASHION_MNIST_DEBIAN_DIR', 'VISION_DATASETS',
+           'CALTECH101_TEST_FRACTION', 'CALTECH101_SPLIT_SEED', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES',
+           'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY', 'DIGITS_HIERARCHY', 'ImageTensorDataset',
+           'resize_images', 'digits', 'loaders', 'dataset_tensors', 'natural_images', 'read_idx', 'idx_folder',
+           'fashion_mnist', 'vision_dataset', 'Hierarchy']
 
 # %% ../nbs/01a_data.ipynb #aa1daa6d
 class ImageTensorDataset(TensorDataset):
@@ -149,15 +150,94 @@ def natural_images(
         out.append(resize_images(t.unsqueeze(0).contiguous(), size)[0])
     return torch.stack(out)
 
+# %% ../nbs/01a_data.ipynb #14d5e845
+_IDX_TYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
+
+def read_idx(
+    path, # an IDX file, plain or gzipped (name ending in `.gz`)
+) -> np.ndarray:
+    "The array stored in an IDX file (LeCun's MNIST format), plain or `.gz`; `ValueError` naming the file if it is truncated or corrupt."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"path {str(path)!r} is not a file; expected an IDX file (plain or .gz)")
+    try:
+        with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:     # gzip.BadGzipFile is an OSError; a cut stream is an EOFError
+        raise ValueError(f"IDX file {str(path)!r} cannot be read ({e}); expected a complete gzip stream — the file is "
+                         "truncated or corrupt: reinstall or re-download it") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise ValueError(f"IDX file {str(path)!r} starts with {raw[:4].hex() or 'nothing'}; expected the IDX magic 0000 <type> "
+                         f"<ndim >= 1> with type one of {[hex(t) for t in _IDX_TYPES]}")
+    nd, dt = raw[3], np.dtype(_IDX_TYPES[raw[2]])
+    if len(raw) < 4 + 4 * nd: raise ValueError(f"IDX file {str(path)!r} ends inside its header ({len(raw)} bytes); the file is truncated")
+    dims = struct.unpack(f'>{nd}I', raw[4:4 + 4 * nd])
+    need, got = math.prod(dims) * dt.itemsize, len(raw) - 4 - 4 * nd
+    if got != need: raise ValueError(f"IDX file {str(path)!r} holds {got} data bytes but its header {dims} of {dt} "
+                                     f"needs {need}; the file is truncated or corrupt")
+    return np.frombuffer(raw, dt, offset=4 + 4 * nd).reshape(dims).astype(dt.newbyteorder('='))
+
+# %% ../nbs/01a_data.ipynb #949e2fd2
+FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
+FASHION_MNIST_DEBIAN_DIR = Path('/usr/share/datasets/fashion-mnist')   # Debian's package dataset-fashion-mnist
+_IDX_SETS = {'mnist': ('MNIST', 'mnist'), 'fashion_mnist': ('FashionMNIST', 'fashion-mnist')}
+
+def _idx_files(folder:Path, train:bool) -> tuple[Path, Path]|None:
+    "The (images, labels) files of a split in `folder`, plain or .gz, or None."
+    stem = 'train' if train else 't10k'
+    found = []
+    for kind in ('images-idx3', 'labels-idx1'):
+        f = next((p for p in (folder / f'{stem}-{kind}-ubyte.gz', folder / f'{stem}-{kind}-ubyte') if p.is_file()), None)
+        if f is None: return None
+        found.append(f)
+    return tuple(found)
+
+def idx_folder(
+    name:str,          # 'mnist' or 'fashion_mnist'
+    root=None,         # folder to search; None: `ROBUST_NB_DATA`, then Debian's folder (Fashion-MNIST)
+    train:bool=True,   # which split's files must be there
+) -> Path:
+    "The folder holding `name`'s IDX files for the split (see the search order above)."
+    check_choice(name, tuple(_IDX_SETS), 'name')
+    sub, flat = _IDX_SETS[name]
+    roots = [Path(root).expanduser()] if root is not None else [Path(r).expanduser() for r in [os.environ.get('ROBUST_NB_DATA')] if r]
+    searched = [d for r in roots for d in (r, r / sub / 'raw', r / flat)]
+    if root is None and name == 'fashion_mnist': searched.append(FASHION_MNIST_DEBIAN_DIR)
+    for d in searched:
+        if _idx_files(d, train): return d
+    stem = 'train' if train else 't10k'
+    how = ("install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist; it puts the files in "
+           f"{FASHION_MNIST_DEBIAN_DIR}/) or put the four files of https://github.com/zalandoresearch/fashion-mnist"
+           if name == 'fashion_mnist' else "put the four files of https://ossci-datasets.s3.amazonaws.com/mnist/")
+    where = ', '.join(repr(str(d)) for d in searched) or 'nowhere (root is None and ROBUST_NB_DATA is not set)'
+    raise FileNotFoundError(f"{name!r} needs {stem}-images-idx3-ubyte[.gz] and {stem}-labels-idx1-ubyte[.gz]; searched {where}. "
+                            f"To get them, {how} (gzipped or not) in root, or pass download=True to vision_dataset with internet.")
+
+# %% ../nbs/01a_data.ipynb #44f352a8
+def _idx_split(folder:str, train:bool) -> tuple[np.ndarray, np.ndarray]:
+    "uint8 images (N, H, W) and int64 labels (N,) of a split, checked against each other (read once per file version)."
+    fi, fl = _idx_files(Path(folder), train)
+    return _idx_arrays(fi, fl, (fi.stat().st_mtime_ns, fi.stat().st_size, fl.stat().st_mtime_ns, fl.stat().st_size))
+
+@lru_cache(maxsize=4)
+def _idx_arrays(fi:Path, fl:Path, stamp:tuple) -> tuple[np.ndarray, np.ndarray]:
+    x, y = read_idx(fi), read_idx(fl)
+    if x.ndim != 3 or x.dtype != np.uint8: raise ValueError(f"IDX file {str(fi)!r} holds {x.dtype} of shape {x.shape}; expected uint8 images (N, H, W)")
+    if y.ndim != 1 or len(y) != len(x): raise ValueError(f"IDX file {str(fl)!r} holds labels of shape {y.shape}; expected ({len(x)},) to match {str(fi)!r}")
+    if len(y) and (y.min() < 0 or y.max() > 9): raise ValueError(f"IDX file {str(fl)!r} has labels in [{y.min()}, {y.max()}]; expected 0..9")
+    return x, y.astype(np.int64)
+
+def fashion_mnist(
+    split:str='train', # 'train' (60,000 images) or 'test' (10,000)
+    root=None,         # folder with the IDX files; None: `ROBUST_NB_DATA`, then Debian's folder
+) -> ImageTensorDataset:
+    "Real Fashion-MNIST as (1, 28, 28) images in [0, 1] with its class names, read from the (gzipped) IDX files."
+    check_choice(split, ('train', 'test'), 'split')
+    folder = idx_folder('fashion_mnist', root, train=split == 'train')
+    x, y = _idx_split(str(folder), split == 'train')
+    return ImageTensorDataset(torch.from_numpy(x).unsqueeze(1).float().div_(255), torch.from_numpy(y), classes=FASHION_MNIST_CLASSES)
+
 # %% ../nbs/01a_data.ipynb #0d1001c7
 def _files_for(name:str, train:bool) -> tuple[list, str]:
     "The files torchvision reads for `name` (relative to root), and where to get them."
-    idx = [f"{p}-{k}-ubyte" for p in ('train', 't10k') for k in ('images-idx3', 'labels-idx1')]
-    if name in ('mnist', 'fashion_mnist'):
-        d = 'MNIST' if name == 'mnist' else 'FashionMNIST'
-        url = ('https://ossci-datasets.s3.amazonaws.com/mnist/' if name == 'mnist'
-               else 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/')
-        return [f"{d}/raw/{f}" for f in idx], f"the four .gz files of {url}, gunzipped, in root/{d}/raw/"
     if name == 'cifar10':
         fs = [f"data_batch_{i}" for i in range(1, 6)] + ['test_batch', 'batches.meta']
         return ([f"cifar-10-batches-py/{f}" for f in fs],
@@ -238,9 +318,22 @@ def _image_folder(name, root, train, download, transform):
     raise FileNotFoundError(f"vision_dataset({name!r}) found no class folders in {str(root / split)!r} (root {str(root)!r}); "
                             f"{how}put one folder of images per class in root/{split}/<class>/")
 
+def _idx_dataset(name, root, train, download, transform):
+    "torchvision's MNIST/FashionMNIST over the (gzipped) IDX files `idx_folder` finds, read by `read_idx`."
+    from torchvision import datasets
+    cls = datasets.MNIST if name == 'mnist' else datasets.FashionMNIST
+    try: folder = idx_folder(name, root, train=train)
+    except FileNotFoundError:
+        if not download or root is None: raise
+        return cls(str(Path(root).expanduser()), train=train, transform=transform, download=True)
+    x, y = _idx_split(str(folder), train)
+    reader = type(cls.__name__, (cls,), dict(_check_legacy_exist=lambda self: False, _check_exists=lambda self: True,
+                                             _load_data=lambda self: (torch.from_numpy(x), torch.from_numpy(y))))
+    return reader(str(folder), train=train, transform=transform)
+
 def vision_dataset(
     name:str,              # one of `VISION_DATASETS`
-    root,                  # directory holding the files (torchvision's layout)
+    root=None,             # directory holding the files (torchvision's layout); None: only for mnist/fashion_mnist (see `idx_folder`)
     train:bool=True,       # training split (`False`: test split; ImageFolder: `val`)
     download:bool=False,   # let torchvision download the files (needs internet; never the default)
     transform=None,        # image transform; `None`: `ToTensor()` (images in [0, 1])
@@ -250,9 +343,10 @@ def vision_dataset(
     "A thesis dataset read from local files through torchvision's own dataset classes."
     from torchvision import datasets, transforms
     check_choice(name, VISION_DATASETS, 'name')
+    if transform is None: transform = transforms.ToTensor()
+    if name in _IDX_SETS: return _idx_dataset(name, root, train, download, transform)
     if root is None: raise ValueError(f"root got None; expected the directory that holds the {name} files")
     root = Path(root).expanduser()
-    if transform is None: transform = transforms.ToTensor()
     if name in ('imagenette', 'imagenet'): return _image_folder(name, root, train, download, transform)
     if name == 'caltech101': return _caltech101(root, train, download, transform)
     files, how = _files_for(name, train)
@@ -261,8 +355,7 @@ def vision_dataset(
         raise FileNotFoundError(f"vision_dataset({name!r}) is missing {len(missing)} of {len(files)} files under root "
                                 f"{str(root)!r}: {', '.join(missing)}. Pass download=True (with internet) to let "
                                 f"torchvision fetch them, or put {how}.")
-    cls = {'mnist': datasets.MNIST, 'fashion_mnist': datasets.FashionMNIST, 'cifar10': datasets.CIFAR10,
-           'svhn': datasets.SVHN}.get(name, datasets.CIFAR100)
+    cls = {'cifar10': datasets.CIFAR10, 'svhn': datasets.SVHN}.get(name, datasets.CIFAR100)
     if not verify: cls = _without_md5(cls)
     kw = dict(split='train' if train else 'test') if name == 'svhn' else dict(train=train)
     try: ds = cls(str(root), transform=transform, download=download, **kw)

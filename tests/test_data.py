@@ -1,6 +1,6 @@
 """robust_nb.data: tiny files in each real on-disk format, loaded through `vision_dataset` (torchvision's own classes),
 the class hierarchies of Table 5.1 against CIFAR-100's own coarse labels, and the offline datasets."""
-import pickle, struct
+import gzip, pickle, struct
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from hypothesis import given, settings, strategies as st
 
-from robust_nb.data import (digits, natural_images, vision_dataset, loaders, Hierarchy, NATURAL_IMAGES, VISION_DATASETS,
+from robust_nb.data import (fashion_mnist, read_idx, idx_folder, FASHION_MNIST_DEBIAN_DIR, FASHION_MNIST_CLASSES, digits, natural_images, vision_dataset, loaders, Hierarchy, NATURAL_IMAGES, VISION_DATASETS,
                             CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY, DIGITS_HIERARCHY, CIFAR100_CLASSES)
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -219,7 +219,8 @@ def test_partly_missing_files_are_listed(tmp_path):
     write_cifar10(tmp_path); (tmp_path / 'cifar-10-batches-py' / 'data_batch_3').unlink()
     with pytest.raises(FileNotFoundError, match='missing 1 of 7 files.*data_batch_3'): vision_dataset('cifar10', tmp_path)
     write_mnist(tmp_path, 'MNIST'); (tmp_path / 'MNIST' / 'raw' / 't10k-labels-idx1-ubyte').unlink()
-    with pytest.raises(FileNotFoundError, match='t10k-labels-idx1-ubyte'): vision_dataset('mnist', tmp_path, train=True)
+    with pytest.raises(FileNotFoundError, match='t10k-labels-idx1-ubyte'): vision_dataset('mnist', tmp_path, train=False)
+    assert len(vision_dataset('mnist', tmp_path, train=True)) > 0        # the training split's files are all there
 
 
 @pytest.mark.parametrize('name', ['cifar10', 'cifar100', 'cifar100_coarse', 'svhn'])
@@ -230,7 +231,7 @@ def test_checksums_are_verified_by_default(tmp_path, name):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="name got 'cifar1000'"): vision_dataset('cifar1000', tmp_path)
-    with pytest.raises(ValueError, match='root got None'): vision_dataset('mnist', None)
+    with pytest.raises(ValueError, match='root got None'): vision_dataset('cifar10', None)
     with pytest.raises(ValueError, match='ImageNet cannot be downloaded'): vision_dataset('imagenet', tmp_path, download=True)
 
 
@@ -332,3 +333,67 @@ def test_caltech101_split_and_images(tmp_path):
     # the split is a property of the data, not of the call order or of the global RNG
     torch.manual_seed(123)
     assert vision_dataset('caltech101', tmp_path, train=False).indices == te.indices
+
+
+# ------------------------------------------------------------------------------------------------------ Fashion-MNIST
+def write_idx_gz(path, a, code=0x08):
+    "A gzipped IDX file written from the format's definition (magic 0 0 type ndim, big-endian sizes, big-endian data)."
+    dt = {0x08: '>u1', 0x0C: '>i4'}[code]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, 'wb') as f: f.write(bytes([0, 0, code, a.ndim]) + struct.pack(f'>{a.ndim}I', *a.shape) + a.astype(dt).tobytes())
+
+def write_fashion_gz(folder, n_train=5, n_test=3, seed=0):
+    rng, out = np.random.default_rng(seed), {}
+    for stem, n in (('train', n_train), ('t10k', n_test)):
+        out[stem] = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8), rng.integers(0, 10, n).astype(np.uint8)
+        write_idx_gz(Path(folder) / f'{stem}-images-idx3-ubyte.gz', out[stem][0])
+        write_idx_gz(Path(folder) / f'{stem}-labels-idx1-ubyte.gz', out[stem][1])
+    return out
+
+@pytest.mark.parametrize('layout', ['', 'FashionMNIST/raw', 'fashion-mnist'])
+def test_fashion_mnist_gz_fixture_in_each_layout(tmp_path, layout):
+    ref = write_fashion_gz(tmp_path / layout)
+    ds = fashion_mnist('train', root=tmp_path)
+    assert ds.x.shape == (5, 1, 28, 28) and ds.x.dtype == torch.float32 and ds.classes == list(FASHION_MNIST_CLASSES)
+    assert ds.y.tolist() == ref['train'][1].tolist()
+    assert torch.equal((ds.x[:, 0] * 255).round().to(torch.uint8), torch.from_numpy(ref['train'][0]))
+    vd = vision_dataset('fashion_mnist', tmp_path, train=False)
+    assert len(vd) == 3 and vd[2][1] == int(ref['t10k'][1][2]) and torch.equal(vd[2][0], fashion_mnist('test', tmp_path).x[2])
+
+def test_fashion_mnist_root_none_uses_robust_nb_data_then_debian(tmp_path, monkeypatch):
+    ref = write_fashion_gz(tmp_path / 'FashionMNIST' / 'raw', n_test=2)
+    monkeypatch.setenv('ROBUST_NB_DATA', str(tmp_path))
+    assert idx_folder('fashion_mnist', train=False) == tmp_path / 'FashionMNIST' / 'raw'
+    assert fashion_mnist('test').y.tolist() == ref['t10k'][1].tolist()
+    monkeypatch.setenv('ROBUST_NB_DATA', str(tmp_path / 'empty'))
+    if (FASHION_MNIST_DEBIAN_DIR / 't10k-labels-idx1-ubyte.gz').is_file():
+        assert idx_folder('fashion_mnist', train=False) == FASHION_MNIST_DEBIAN_DIR
+    with pytest.raises(FileNotFoundError) as e: fashion_mnist('test', root=tmp_path / 'empty')   # an explicit root is searched alone
+    assert 'dataset-fashion-mnist' in str(e.value) and str(tmp_path / 'empty' / 'FashionMNIST' / 'raw') in str(e.value)
+
+def test_fashion_mnist_truncated_or_corrupt_files_name_the_file(tmp_path):
+    write_fashion_gz(tmp_path)
+    f = tmp_path / 'train-images-idx3-ubyte.gz'
+    f.write_bytes(f.read_bytes()[:200])                                     # a download cut short
+    with pytest.raises(ValueError, match=f'{f}.*truncated or corrupt'): fashion_mnist('train', root=tmp_path)
+    g = tmp_path / 't10k-labels-idx1-ubyte.gz'
+    with gzip.open(g, 'wb') as h: h.write(bytes([0, 0, 8, 1]) + struct.pack('>I', 7) + bytes(3))   # header: 7 labels, data: 3
+    with pytest.raises(ValueError, match=f'{g}.*holds 3 data bytes.*needs 7'): read_idx(g)
+    g.write_bytes(b'\x1f\x8b garbage')
+    with pytest.raises(ValueError, match=str(g)): fashion_mnist('test', root=tmp_path)
+
+def test_read_idx_plain_and_int32(tmp_path):
+    a = np.array([[-3, 2**20], [7, 0]])
+    write_idx_gz(tmp_path / 'a.gz', a, code=0x0C)
+    (tmp_path / 'a').write_bytes(gzip.decompress((tmp_path / 'a.gz').read_bytes()))
+    for p in ('a.gz', 'a'): assert read_idx(tmp_path / p).tolist() == a.tolist()
+
+def test_real_fashion_mnist_from_debian():
+    "The real files (`make test` installs Debian's dataset-fashion-mnist when it can)."
+    if not (FASHION_MNIST_DEBIAN_DIR / 'train-images-idx3-ubyte.gz').is_file():
+        pytest.skip(f"Debian's dataset-fashion-mnist is not installed ({FASHION_MNIST_DEBIAN_DIR})")
+    tr, te = fashion_mnist('train'), fashion_mnist('test')
+    assert (len(tr), len(te)) == (60_000, 10_000)
+    assert torch.bincount(te.y).tolist() == [1000] * 10 and torch.bincount(tr.y).tolist() == [6000] * 10
+    assert float(tr.x.min()) == 0.0 and float(tr.x.max()) == 1.0
+    assert te.y[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]   # the first test labels of the official t10k file
