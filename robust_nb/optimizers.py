@@ -4,13 +4,16 @@
 
 # %% ../nbs/04b_optimizers.ipynb #158a184e
 from __future__ import annotations
-import math
+import json, math, os, time
+from dataclasses import dataclass, asdict
+from pathlib import Path
 import numpy as np
+import robust_nb
 import pandas as pd
 import torch
 from torch import nn, Tensor
-from torch.utils.data import Subset
-from .core import set_seed, check_positive_int, check_choice, get_device, eval_guard, get_preset
+from torch.utils.data import Subset, DataLoader
+from .core import check_seed, set_seed, check_positive_int, check_choice, get_device, eval_guard, get_preset
 from .data import loaders, dataset_tensors, digits, vision_dataset
 from .models import MnistCNN
 from .train import fit, evaluate, OPTIMIZERS
@@ -18,7 +21,9 @@ from .attacks import pgd
 from .frequency import band_accuracy_drop, lipschitz_upper_bound
 
 # %% auto #0
-__all__ = ['OPT_ORDER', 'OPT_NAMES', 'train_best_of_grid', 'optimizer_study', 'accuracy_table', 'table_4_3']
+__all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'train_best_of_grid', 'optimizer_study', 'accuracy_table',
+           'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'provenance', 'fashion_mnist_job', 'committed_results',
+           'fashion_mnist_row']
 
 # %% ../nbs/04b_optimizers.ipynb #9da50e29
 def _gaussian_accuracy(model, x, y, var:float, seed:int, batch_size:int=512) -> float:
@@ -141,3 +146,129 @@ def table_4_3(preset:str|None=None) -> pd.DataFrame:
     t = t.rename(columns={'dataset': 'Dataset', 'optimizer': 'Optimization', **{c: _thesis_header(c) for c in t.columns[2:]}})
     t['Optimization'] = t['Optimization'].map(OPT_NAMES)
     return t
+
+# %% ../nbs/04b_optimizers.ipynb #6cb2f5c8
+@dataclass(frozen=True)
+class FashionMnistProtocol:
+    "Table 4.3's Fashion-MNIST row as the authors' code runs it, with our departures as fields."
+    epochs:int = 20                                   # the authors: 200 (see the text for why fewer)
+    batch_size:int = 128
+    lrs:tuple = (('sgd', 0.1), ('adam', 5e-4), ('rmsprop', 5e-4))   # Table 4.2
+    flips:bool = True                                 # App. 4.A: random horizontal flips
+    relu_fc:bool = False                              # a ReLU between FN(21632,100) and FN(100,10) (Table 4.2 prints none)
+    gauss_vars:tuple = (0.001, 0.005, 0.01)           # Table 4.3, Fashion-MNIST row
+    l2_eps:tuple = (0.1, 0.5, 0.7)
+    linf_eps:tuple = (0.01, 0.03, 0.05)
+    n_attack:int = 1000                               # AutoAttack on the first n_attack test images
+    components:tuple = ('APGD-CE', 'APGD-T')          # AutoAttack components run, in the standard order, cumulatively
+    gauss_seed:int = 1234                             # seed of the Gaussian noise draw
+
+    def lr(self, opt:str) -> float:
+        "Table 4.2's initial rate for `opt`."
+        return dict(self.lrs)[check_choice(opt, dict(self.lrs), 'opt')]
+
+    def columns(self) -> list[str]:
+        "The table's columns in Table 4.3's order."
+        return (['clean'] + [f'gaussian {v:g}' for v in self.gauss_vars] + [f'l2 {e:g}' for e in self.l2_eps]
+                + [f'linf {e:g}' for e in self.linf_eps])
+
+THESIS_TABLE_4_3_FASHION_MNIST = {   # Table 4.3, the Fashion-MNIST row (%), in `FashionMnistProtocol().columns()` order
+    'sgd':     (91.20, 90.49, 87.78, 84.30, 82.33, 24.33, 12.33, 67.23, 22.30, 4.17),
+    'adam':    (90.98, 89.91, 85.03, 78.91, 70.33, 6.00, 0.33, 53.57, 5.33, 0.00),
+    'rmsprop': (91.15, 90.09, 85.23, 78.69, 72.67, 15.93, 4.67, 62.67, 16.33, 1.67),
+}
+
+# %% ../nbs/04b_optimizers.ipynb #ecb26c1d
+_PKG_DIR = Path(robust_nb.__file__).resolve().parent   # the installed package (the repository's robust_nb/ in a clone)
+
+def flip_collate(batch:list) -> tuple[Tensor, Tensor]:
+    "`default_collate`, then a random horizontal flip of each image with probability 1/2 (torch's global generator)."
+    x, y = torch.utils.data.default_collate(batch)
+    flip = torch.rand(len(x)) < 0.5
+    x[flip] = x[flip].flip(-1)
+    return x, y
+
+def provenance(device=None) -> dict:
+    "Where and when a result was computed: commit (and whether the package differed from it), date, machine, CPU, device, torch, threads."
+    import platform, subprocess, datetime
+    git = lambda *a: subprocess.run(['git', *a], capture_output=True, text=True, timeout=10, cwd=_PKG_DIR).stdout.strip()
+    try: commit, dirty = git('rev-parse', '--short', 'HEAD') or None, bool(git('status', '--porcelain', '--', '.'))
+    except (OSError, subprocess.SubprocessError): commit, dirty = None, None
+    dev = get_device(device)
+    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')),
+               platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
+    return dict(commit=commit, uncommitted_changes=dirty, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+                machine=platform.node(), cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                device=str(dev) if dev.type != 'cuda' else f'{dev} ({torch.cuda.get_device_name(dev)})',
+                torch=torch.__version__, python=platform.python_version())
+
+def _write_json_atomic(path:Path, obj) -> Path:
+    "Write `obj` as JSON to `path` through a temporary file and a rename (never half a file)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
+    return path
+
+# %% ../nbs/04b_optimizers.ipynb #43c1e4e2
+def fashion_mnist_job(
+    opt:str,                       # 'sgd', 'adam' or 'rmsprop'
+    seed:int,
+    out_dir,                       # the JSON goes to out_dir/{opt}_seed{seed}.json
+    protocol:FashionMnistProtocol=FashionMnistProtocol(),
+    *,
+    device=None,
+    progress:bool=False,
+) -> dict:
+    "Train one Table 4.2 CNN on Fashion-MNIST with `opt` and evaluate it for Table 4.3's row; writes and returns the record."
+    from .data import fashion_mnist
+    from .attacks import autoattack_components
+    lr, seed = protocol.lr(opt), check_seed(seed)
+    dev, t0 = get_device(device), time.time()
+    tr, te = fashion_mnist('train'), fashion_mnist('test')
+    set_seed(seed)
+    model = MnistCNN(10, 1, input_size=28)
+    if protocol.relu_fc: model.classifier = nn.Sequential(model.classifier[0], nn.ReLU(), model.classifier[1])
+    train_dl = DataLoader(tr, batch_size=protocol.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
+                          collate_fn=flip_collate if protocol.flips else None)
+    test_dl = DataLoader(te, batch_size=1000)
+    hist = fit(model, train_dl, epochs=protocol.epochs, lr=lr, opt=opt, sched=None, seed=seed, valid_dl=test_dl,
+               progress=progress, device=dev)
+    t_train = time.time() - t0
+    x, y = te.x.to(dev), te.y.to(dev)
+    acc = {'clean': evaluate(model, (x, y))}
+    for v in protocol.gauss_vars: acc[f'gaussian {v:g}'] = _gaussian_accuracy(model, x, y, v, seed=protocol.gauss_seed)
+    xa, ya, detail = x[:protocol.n_attack], y[:protocol.n_attack], {}
+    for norm, epss in (('l2', protocol.l2_eps), ('linf', protocol.linf_eps)):
+        for e in epss:
+            r = autoattack_components(model, xa, ya, eps=e, norm=norm, components=protocol.components, cumulative=True,
+                                      batch_size=500, seed=seed)
+            acc[f'{norm} {e:g}'], detail[f'{norm} {e:g}'] = r['worst case'], r
+    record = dict(dataset='fashion_mnist', optimizer=opt, seed=seed, lr=lr, accuracy=acc, autoattack=detail,
+                  test_acc_per_epoch=[float(v) for v in hist['valid_acc']], protocol=asdict(protocol),
+                  train_seconds=round(t_train, 1), eval_seconds=round(time.time() - t0 - t_train, 1), **provenance(dev))
+    _write_json_atomic(Path(out_dir) / f'{opt}_seed{seed}.json', record)
+    return record
+
+# %% ../nbs/04b_optimizers.ipynb #daa1d638
+def committed_results(preset:str='small') -> Path:
+    "The repository's folder of committed results for `preset` (`results/<preset>/`), found from the installed package."
+    check_choice(preset, ('tiny', 'small', 'paper'), 'preset')
+    return _PKG_DIR.parent / 'results' / preset
+
+def fashion_mnist_row(
+    results=None,   # folder of `fashion_mnist_job` files; None: `committed_results('small') / 'table_4_3'`
+) -> pd.DataFrame:
+    "Table 4.3's Fashion-MNIST row from the job records: one row per (optimizer, column) with mean, sem, seeds, thesis, diff (points)."
+    d = Path(results) if results is not None else committed_results('small') / 'table_4_3'
+    recs = [json.loads(f.read_text()) for f in sorted(d.glob('*_seed*.json'))] if d.is_dir() else []
+    cols = FashionMnistProtocol().columns()
+    rows = [dict(optimizer=r['optimizer'], seed=r['seed'], column=c, value=100 * r['accuracy'][c]) for r in recs for c in cols
+            if c in r['accuracy']]
+    if not rows: return pd.DataFrame(columns=['optimizer', 'column', 'mean', 'sem', 'seeds', 'thesis', 'diff'])
+    g = pd.DataFrame(rows).groupby(['optimizer', 'column'], sort=False).value
+    t = pd.DataFrame({'mean': g.mean(), 'sem': g.std(ddof=1) / np.sqrt(g.count()), 'seeds': g.count()}).reset_index()
+    t['thesis'] = [THESIS_TABLE_4_3_FASHION_MNIST[o][cols.index(c)] for o, c in zip(t.optimizer, t.column)]
+    t['diff'] = t['mean'] - t['thesis']
+    order = {o: i for i, o in enumerate(OPT_ORDER)}
+    return t.sort_values(['optimizer', 'column'], key=lambda s: s.map(order) if s.name == 'optimizer' else s.map(cols.index),
+                         ignore_index=True)
