@@ -11,8 +11,8 @@ from scipy.stats import wishart
 from .core import check_choice, check_positive_int, check_eps, dct_matrix
 
 # %% auto #0
-__all__ = ['OPTS', 'R_LABELS', 'P_LABELS', 'LinearFreqTask', 'simulate', 'gd_closed_form', 'signgd_step_416', 'signgd_table',
-           'partition_R', 'partition_P', 'verify_appendix_4d', 'risk_ratio_bounds']
+__all__ = ['OPTS', 'R_LABELS', 'P_LABELS', 'LinearFreqTask', 'simulate', 'gd_closed_form', 'signgd_step_416', 'signgd_paths',
+           'signgd_table', 'partition_R', 'partition_P', 'risk_ratio_interval', 'risk_ratio_bounds']
 
 # %% ../nbs/04c_signgd.ipynb #b95dcf41
 def _dct(d:int) -> np.ndarray:
@@ -80,6 +80,7 @@ def _batch_second_moments(task, n:int, size:int, rng, sampler:str='wishart') -> 
         St[:, rel[:, None], rel[None, :]] = W
     return task.C.T @ St @ task.C
 
+# %% ../nbs/04c_signgd.ipynb #3271bee3
 def simulate(task:LinearFreqTask,
              w0,                    # initial weight, frequency domain $\tilde w(0)$
              *,
@@ -141,7 +142,15 @@ def signgd_step_416(e_tilde, s0, s1, eta):
     return e - eta * u
     # END SOLUTION
 
-def _signgd_paths(A0, B0, s0, s1, eta, steps:int, e2_0=0., record:bool=True):
+# %% ../nbs/04c_signgd.ipynb #b77769bf
+def signgd_paths(A0,                 # $A(0)=\tilde\sigma_0^2\tilde e_0(0)/\sqrt3$, one entry per trial
+                 B0,                 # $B(0)=\tilde\sigma_1^2\tilde e_1(0)/\sqrt2$
+                 s0, s1,             # $\tilde\sigma_0^2$, $\tilde\sigma_1^2$
+                 eta,                # learning rate $\eta$
+                 steps:int,          # number of iterations
+                 e2_0=0.,            # $\tilde e_2(0)$, the irrelevant frequency's initial error
+                 record:bool=True,   # keep every iteration (else only the last)
+                ) -> dict:
     "Population signGD (4.15) vectorised over trials: `A`, `B`, `e0`, `e1`, `e2` of shape `(steps+1, n)` (or `(n,)` at the end)."
     A0, B0, s0, s1, eta, e2_0 = np.broadcast_arrays(*(np.asarray(x, float) for x in (A0, B0, s0, s1, eta, e2_0)))
     C = _dct(3); e = np.stack([_S3 * A0 / s0, _S2 * B0 / s1, e2_0], -1)
@@ -216,6 +225,7 @@ def partition_R(A, B, s0:float, s1:float, eta:float, *, all_matches:bool=False):
     for k in reversed(R_LABELS): lab = np.where(M[k], k, lab)   # first match in R_LABELS order wins
     return lab.item() if lab.ndim == 0 else lab
 
+# %% ../nbs/04c_signgd.ipynb #994f7093
 P_LABELS = ('P1', 'P2', 'P3', 'P4', 'P5', 'P6')
 
 def _P_masks(A, B, s0, s1, eta):
@@ -237,337 +247,14 @@ def partition_P(A, B, s0:float, s1:float, eta:float):
     for k in reversed(P_LABELS): lab = np.where(M[k], k, lab)
     return lab.item() if lab.ndim == 0 else lab
 
-# %% ../nbs/04c_signgd.ipynb #8d892499
-# ---------------------------------------------------------------- verification of App. 4.D
-_LO, _HI = (0.02, 0.33), (0.34, 3.0)     # sigma1^2/sigma0^2 ranges below and above 1/3
-
-def _tasks(rng, n, regime):
-    "Random $(\\tilde\\sigma_0^2, \\tilde\\sigma_1^2, \\eta)$; `regime` 'lo' ($r<1/3$), 'hi' ($r>1/3$) or 'both'."
-    s0, eta = 10**rng.uniform(-2, 1, n), 10**rng.uniform(-3, 0, n)
-    lo = rng.random(n) < 0.5 if regime == 'both' else np.full(n, regime == 'lo')
-    r = np.where(lo, np.exp(rng.uniform(*np.log(_LO), n)), np.exp(rng.uniform(*np.log(_HI), n)))
-    return dict(s0=s0, s1=r * s0, eta=eta)
-
-def _draw(rng, n, regime, amax, bmax, keep=None, tries=200):
-    "`n` random trials with $|A_0|\\le$ `amax`$\\,\\sigma_0^2\\eta$, $|B_0|\\le$ `bmax`$\\,\\sigma_0^2\\eta$ satisfying `keep(p)`."
-    out = []
-    for _ in range(tries):
-        p = _tasks(rng, 4 * n, regime); u = p['s0'] * p['eta']
-        p['A0'] = u * rng.uniform(-amax, amax, 4 * n)
-        p['B0'] = u * rng.choice([-1, 1], 4 * n) * 10**rng.uniform(-2, np.log10(bmax), 4 * n)
-        p['e2_0'] = p['eta'] * rng.normal(0, 3, 4 * n)
-        m = keep(p) if keep is not None else np.ones(4 * n, bool)
-        out.append({k: v[m] for k, v in p.items()})
-        if sum(len(o['A0']) for o in out) >= n: break
-    return {k: np.concatenate([o[k] for o in out])[:n] for k in out[0]}
-
-def _run(p, extra=12, cap=20000):
-    "Population signGD from the trials `p`, long enough for $A$ and $B$ to become stationary."
-    u = p['s0'] * p['eta']
-    steps = int(min(cap, np.max(3 * np.abs(p['A0']) / u + np.abs(p['B0']) / (p['s1'] * p['eta']))) + extra)
-    return _signgd_paths(p['A0'], p['B0'], p['s0'], p['s1'], p['eta'], steps, p.get('e2_0', 0.))
-
-def _labels(path, p):
-    "R-labels (first match) along the paths, shape `(steps+1, n)`."
-    return partition_R(path['A'], path['B'], p['s0'], p['s1'], p['eta'])
-
-def _close(x, y, p, tol=1e-7): return np.abs(x - y) <= tol * p['s0'] * p['eta']
-
-def _first(mask):
-    "Index of the first True along axis 0 (or -1)."
-    return np.where(mask.any(0), mask.argmax(0), -1)
-
-_RS, _RT = ('R22', 'R31', 'R32', 'R33', 'R34'), ('R11', 'R12', 'R21', 'R23')
-def _in(lab, names): return np.isin(lab.astype(str), names)
-
-# %% ../nbs/04c_signgd.ipynb #e679caed
-def _lemma_sample(rng, n):
-    K = rng.integers(1, 5)
-    D = np.sort(rng.uniform(0.05, 1, (n, K)), 1) * 10**rng.uniform(-3, 1, (n, 1))
-    return dict(x0=rng.uniform(-50, 50, n) * D[:, -1], deltas=D, a=rng.integers(1, 97, n), b=rng.integers(0, 97, n))
-
-def _lemma_check(p):
-    "Lemma 4.D.2 on random 1-D sequences $x(t+1)=x(t)-\\mathrm{sign}[x(t)]\\Delta(t)$, $\\Delta(t)$ from a finite set."
-    x, D, a, b = p['x0'].copy(), p['deltas'], p['a'], p['b']
-    n, K = D.shape; dmax = D[:, -1]; steps = int(np.max(np.abs(x) / D[:, 0])) + 5
-    hit, ok = np.zeros(n, bool), np.ones(n, bool)
-    for t in range(steps + 1):
-        inside = np.abs(x) <= dmax * (1 + 1e-12)
-        ok &= ~hit | inside; hit |= inside
-        x = x - np.sign(x) * D[np.arange(n), (a * t + b) % K]
-    return ok & hit
-
-def _N_T(path, p):
-    "$T$ (first $t$ with $|A(t)|<\\tilde\\sigma_0^2\\eta$) and $N=\\sum_{t<T}\\mathbb I\\{|A(t)|\\le|B(t)|\\}$ per trial."
-    a, b = np.abs(path['A']), np.abs(path['B'])
-    T = _first(a < p['s0'] * p['eta'])
-    N = np.array([(a[:T[i], i] <= b[:T[i], i]).sum() for i in range(a.shape[1])])
-    return N, T
-
-def _thesis_delta_w2(path, p, T):
-    "$\\Delta\\tilde w_2$ exactly as defined before (4.23): $\\eta\\sum_{t<T}\\{-\\frac{\\sqrt6}3\\mathbb I_<-\\frac{\\sqrt6}6\\mathbb I_=\\}\\mathrm{sign}[\\tilde e_0(t)]$."
-    a, b = np.abs(path['A']), np.abs(path['B'])
-    inc = (-_S6 / 3 * (a < b) - _S6 / 6 * (a == b)) * np.sign(path['e0'])
-    return np.array([p['eta'][i] * inc[:T[i], i].sum() for i in range(len(T))])
-
-def _after(mask_t, start):
-    "Boolean `(steps+1, n)` mask of times $t\\ge$ `start` (per trial)."
-    return np.arange(mask_t.shape[0])[:, None] >= start[None, :]
-
-def _chk_lattice(p):   # Prop 4.D.1
-    P = _run(p); u = p['s0'] * p['eta']
-    ka, kb = (p['A0'] - P['A']) / (u / 3), (p['B0'] - P['B']) / (p['s1'] * p['eta'] / 2)
-    on_grid = np.all(np.abs(ka - np.round(ka)) < 1e-6, 0) & np.all(np.abs(kb - np.round(kb)) < 1e-6, 0)
-    return on_grid & np.all(P['A'] != 0, 0) & np.all(P['B'] != 0, 0)
-
-def _chk_A_bounded(p):  # Prop 4.D.3
-    P = _run(p); a = np.abs(P['A']) <= p['s0'] * p['eta'] * (1 + 1e-9); t0 = _first(a)
-    return (t0 >= 0) & np.all(a | ~_after(a, t0), 0)
-
-def _chk_disjoint(p):   # the nine subpartitions do not overlap
-    return np.array([len(l) <= 1 for l in partition_R(p['A0'], p['B0'], p['s0'], p['s1'], p['eta'], all_matches=True)])
-
-def _chk_Rs_invariant(p):
-    P = _run(p); return np.all(_in(_labels(P, p), _RS), 0)
-
-def _transient_time(p):
-    P = _run(p); lab = _labels(P, p); return _first(_in(lab[1:], _RS)) + 1, lab
-
-def _chk_transient3(p):
-    t, _ = _transient_time(p); return (t >= 1) & (t <= 3)
-
-def _chk_transient_path(p):
-    t, lab = _transient_time(p)
-    path = np.array(['>'.join(l[:3]) + '>R3' for l in lab[:3].T.astype(str)])
-    return (t < 3) | (path == 'R11>R23>R21>R3')
-
-def _chk_st_Abound(p):
-    P = _run(p); return np.all(np.abs(P['A']) <= 2 / 3 * p['s0'] * p['eta'] * (1 + 1e-9), 0)
-
-def _chk_st_alternate(p):
-    P = _run(p); s = np.sign(P['A']); return np.all(s[1:] == -s[:-1], 0)
-
-def _chk_st_period(p):
-    P = _run(p); return np.all(_close(P['A'][::2], P['A'][:1], p), 0)
-
-def _chk_B_frozen(p):   # (1) for R22/R31, (2c) for R32/R33 after first reaching R31
-    P = _run(p); lab = _labels(P, p); t0 = _first(_in(lab, ('R22', 'R31')))
-    return (t0 >= 0) & np.all(_close(P['B'], P['B'][t0, np.arange(len(t0))], p) | ~_after(P['B'], t0), 0)
-
-def _chk_B_small(p):
-    P = _run(p); lab = _labels(P, p); t0 = _first(_in(lab, ('R22', 'R31')))
-    return (t0 >= 0) & np.all((np.abs(P['B']) <= p['s1'] * p['eta'] * (1 + 1e-9)) | ~_after(P['B'], t0), 0)
-
-def _chk_reach_R31(p):
-    P = _run(p); return _first(_in(_labels(P, p)[1:], ('R31',))) >= 0
-
-def _chk_B_descent(p):  # (2b), read as |B(t'+1)| = |B(t')| - sigma1^2 eta before reaching R31
-    P = _run(p); lab = _labels(P, p); t1 = _first(_in(lab[1:], ('R31',))) + 1
-    d = np.abs(P['B'][1:]) - (np.abs(P['B'][:-1]) - p['s1'] * p['eta'])
-    return (t1 >= 1) & np.all(_close(d, 0, p) | _after(d, t1), 0)
-
-def _chk_R34_stays(p):
-    P = _run(p); return np.all(_labels(P, p) == 'R34', 0)
-
-def _chk_R34_B(p):
-    P = _run(p); B = P['B']; small = np.abs(B) <= p['s1'] * p['eta'] * (1 + 1e-9); t0 = _first(small)
-    tail = _after(B, t0)[:-2]
-    ok = np.all(~tail | (small[:-2] & _close(B[2:], B[:-2], p) & (np.sign(B[1:-1]) == -np.sign(B[:-2]))), 0)
-    return (t0 >= 0) & ok
-
-def _tail(P, k=4): return {n: v[-k:] for n, v in P.items()}
-
-def _chk_rem_A(p):
-    P = _tail(_run(p)); return np.all(np.abs(P['e0']) <= 2 * _S3 / 3 * p['eta'] * (1 + 1e-9), 0)
-
-def _chk_rem_B(p):
-    P = _tail(_run(p)); return np.all(np.abs(P['e1']) <= _S2 * p['eta'] * (1 + 1e-9), 0)
-
-def _T_enter(P, p): return _first(np.abs(P['A']) <= p['s0'] * p['eta'])
-
-def _chk_cor_signs(p):
-    P = _run(p); T = _T_enter(P, p); s = np.sign(P['A']) * _after(P['A'], T + 1)
-    return (T >= 0) & np.all(np.abs(np.cumsum(s, 0)) <= 2, 0)
-
-def _chk_cor_period(p):
-    P = _run(p); T = _T_enter(P, p); A = P['A']
-    return (T >= 0) & np.all(_close(A[2:], A[:-2], p) | ~_after(A, T + 3)[:-2], 0)
-
-def _chk_422(p, bound=2 * _S6 / 3, literal=True):
-    P = _run(p); T = _T_enter(P, p); e2 = P['e2']; e2T = e2[T, np.arange(len(T))]
-    if literal: return (T >= 0) & np.all(np.abs(e2[-4:]) <= np.abs(e2T) + bound * p['eta'] * (1 + 1e-9), 0)
-    return (T >= 0) & np.all((np.abs(e2 - e2T) <= bound * p['eta'] * (1 + 1e-9)) | ~_after(e2, T), 0)
-
-def _chk_423(p, sign=1):
-    P = _run(p); N, T = _N_T(P, p)
-    return _close(P['e2'][T, np.arange(len(T))] - P['e2'][0], sign * _thesis_delta_w2(P, p, T), p)
-
-def _chk_N(p, case):
-    P = _run(p); N, T = _N_T(P, p); u, v = p['s0'] * p['eta'], p['s1'] * p['eta']; b0 = np.abs(p['B0'])
-    if case == 'P12': return N == 0
-    if case in ('P3', 'P5'): return N == T
-    if case == 'P4~': return ((b0 - 2 * u) / v - 1e-9 <= N) & (N <= (b0 - u) / v + 2 + 1e-9)
-    if case == 'P4': return ((b0 - 2 * u) / v - 1e-9 <= N) & (N <= (b0 - u) / v + 1e-9)
-    if case == 'P6': return np.abs(N - (b0 - u) / (u / 3)) < 1e-9
-    if case == 'P6~': return ((b0 - 2 * u) / (u / 3) - 1e-9 <= N) & (N <= (b0 - u) / (u / 3) + 1 + 1e-9)
-
-def _chk_428(p):
-    P = _run(p); N, T = _N_T(P, p); eta = p['eta']
-    d = np.abs(P['e2'][T, np.arange(len(T))] - P['e2'][0])
-    e0, e1 = np.abs(_S3 * p['A0'] / p['s0']), np.abs(_S2 * p['B0'] / p['s1'])
-    X = np.where(np.abs(p['A0']) < np.abs(p['B0']), _S3 * e0, 3 * _S2 * p['s1'] / (2 * p['s0']) * e1)
-    return (_S6 / 6 * X - _S6 * eta <= d) & (d <= _S6 / 3 * X + _S6 * eta)
-
-# %% ../nbs/04c_signgd.ipynb #9a66a7ee
-def _sample_419(rng, n):
-    "Random tasks in the regime of (4.19): $r<1/3$, $|\\tilde w^*|\\gg|\\tilde w(0)|$, $\\eta\\ll|\\Delta\\tilde w_2|$."
-    out = []
-    while sum(len(o['s0']) for o in out) < n:
-        m = 4 * n; p = dict(s0=10**rng.uniform(-3, -1, m)); p['s1'] = p['s0'] * np.exp(rng.uniform(np.log(0.05), np.log(0.33), m))
-        p['eta'] = 10**rng.uniform(-3.5, -2, m)
-        p['w0s'], p['w1s'] = (rng.choice([-1, 1], m) * rng.uniform(1, 10, m) for _ in range(2))
-        p['w00'], p['w01'], p['w02'] = (rng.normal(0, 0.01, m) for _ in range(3))
-        keep = p['eta'] < 0.01 * _delta_hi(p)[0]
-        out.append({k: v[keep] for k, v in p.items()})
-    return {k: np.concatenate([o[k] for o in out])[:n] for k in out[0]}
-
-def _delta_hi(p):
-    "Largest $|\\Delta\\tilde w_2|$ of (4.29) ($C=\\sqrt6/3$) and which case of (4.19) applies ($|A_0|<|B_0|$)."
-    A0, B0 = p['s0'] * (p['w00'] - p['w0s']) / _S3, p['s1'] * (p['w01'] - p['w1s']) / _S2
-    a_lt_b = np.abs(A0) < np.abs(B0)
-    return np.where(a_lt_b, _S2 * np.abs(p['w0s']), _S3 * p['s1'] / p['s0'] * np.abs(p['w1s'])), a_lt_b, A0, B0
-
-def _ratio_419(p):
-    "Risk ratio (4.25)/(4.26) of the asymptotic signGD solution $[\\tilde w_0^*,\\tilde w_1^*,\\tilde w_2(\\infty)]$, and the (4.19) interval."
-    d_hi, a_lt_b, A0, B0 = _delta_hi(p)
-    steps = int(np.max(3 * np.abs(A0) / (p['s0'] * p['eta']) + np.abs(B0) / (p['s1'] * p['eta']))) + 12
-    e = _signgd_paths(A0, B0, p['s0'], p['s1'], p['eta'], steps, p['w02'], record=False)
-    n2 = p['w0s']**2 + p['w1s']**2
-    ratio = (n2 + e['e2']**2) / (n2 + p['w02']**2)
-    lo, hi = _bounds_419(p['w0s'], p['w1s'], p['s0'], p['s1'], a_lt_b)
-    return ratio, lo, hi
-
-def _bounds_419(w0s, w1s, s0, s1, a_lt_b):
-    "The interval of (4.19): $1+C_3\\frac{w_0^{*2}}{\\|w^*\\|^2}$, $C_3\\in[\\frac12,2]$, or $1+C_4\\frac{w_1^{*2}}{\\|w^*\\|^2}$, $C_4\\in[\\frac34,3]\\frac{\\sigma_1^4}{\\sigma_0^4}$."
-    n2 = w0s**2 + w1s**2; q = (s1 / s0)**2
-    lo = np.where(a_lt_b, 1 + 0.5 * w0s**2 / n2, 1 + 0.75 * q * w1s**2 / n2)
-    hi = np.where(a_lt_b, 1 + 2.0 * w0s**2 / n2, 1 + 3.0 * q * w1s**2 / n2)
+# %% ../nbs/04c_signgd.ipynb #21756573
+def risk_ratio_interval(w_star0, w_star1, s0, s1, A_below_B):
+    "The interval of (4.19), elementwise: $1+C_3\\frac{w_0^{*2}}{\\|w^*\\|^2}$, $C_3\\in[\\frac12,2]$, if $|A(0)|<|B(0)|$, else $1+C_4\\frac{w_1^{*2}}{\\|w^*\\|^2}$, $C_4\\in[\\frac34,3]\\frac{\\sigma_1^4}{\\sigma_0^4}$."
+    n2 = w_star0**2 + w_star1**2; q = (s1 / s0)**2
+    lo = np.where(A_below_B, 1 + 0.5 * w_star0**2 / n2, 1 + 0.75 * q * w_star1**2 / n2)
+    hi = np.where(A_below_B, 1 + 2.0 * w_star0**2 / n2, 1 + 3.0 * q * w_star1**2 / n2)
     return lo, hi
 
-def _chk_419(p):
-    ratio, lo, hi = _ratio_419(p); return (lo <= ratio) & (ratio <= hi)
-
-def _chk_419_sharp(p):
-    "(4.19) with $C_3=2$, $C_4=3\\sigma_1^4/\\sigma_0^4$, up to the terms the derivation neglects ($\\tilde w_2(0)$, $\\tilde w(0)$ in $\\tilde e(0)$, $O(\\eta)$)."
-    ratio, lo, hi = _ratio_419(p); d_hi, a_lt_b, _, _ = _delta_hi(p)
-    n2, w2 = p['w0s']**2 + p['w1s']**2, np.abs(p['w02'])
-    dlt = np.where(a_lt_b, _S2 * np.abs(p['w00']), 3 * _S2 / 2 * p['s1'] / p['s0'] * np.abs(p['w01'])) + 3 * _S6 * p['eta']
-    tol = (2 * w2 * (d_hi + dlt) + (2 * d_hi + dlt) * dlt + w2**2 * hi) / n2
-    return np.abs(ratio - hi) <= tol
-
-def _chk_419_gt1(p):
-    ratio, lo, hi = _ratio_419(p); return ratio > 1
-
-# %% ../nbs/04c_signgd.ipynb #0b45a7d6
-def _R(*names): return lambda p: np.isin(partition_R(p['A0'], p['B0'], p['s0'], p['s1'], p['eta']).astype(str), names)
-def _P(*names):
-    def keep(p):
-        M = _P_masks(p['A0'], p['B0'], p['s0'], p['s1'], p['eta']); return np.any([M[k] for k in names], 0)
-    return keep
-
-_WIDE, _NEAR = (30, 30), (1, 3)
-# (statement, regime, (amax, bmax) or sampler, keep, check)
-_STATEMENTS = [
-    ('Lemma 4.D.2: |x(t)| <= Delta_max eventually and forever', 'any', _lemma_sample, None, _lemma_check),
-    ('Prop 4.D.1: A, B stay on the lattices A0 + (s0 eta/3)Z, B0 + (s1 eta/2)Z and never hit 0', 'both', _WIDE, None, _chk_lattice),
-    ('Prop 4.D.3: eventually |A| <= s0 eta, forever', 'both', _WIDE, None, _chk_A_bounded),
-    ('Def. of R11..R34: the nine subpartitions do not overlap', 'both', _NEAR, _R(*R_LABELS), _chk_disjoint),
-    ('Def. of R_s: once in R_s, the sequence stays in R_s', 'both', _NEAR, _R(*_RS), _chk_Rs_invariant),
-    ('Prop 4.D.4 transient: from R_t, R_s is reached within 3 iterations', 'both', _NEAR, _R(*_RT), _chk_transient3),
-    ('Prop 4.D.4 transient: 3 iterations only along R11 -> R23 -> R21 -> R3', 'both', _NEAR, _R(*_RT), _chk_transient_path),
-    ('Prop 4.D.4 stationary: |A(t\')| <= 2 s0 eta/3', 'both', _NEAR, _R(*_RS), _chk_st_Abound),
-    ('Prop 4.D.4 stationary: sign A alternates every iteration', 'both', _NEAR, _R(*_RS), _chk_st_alternate),
-    ('Prop 4.D.4 stationary: A(t+2i) = A(t)', 'both', _NEAR, _R(*_RS), _chk_st_period),
-    ('Prop 4.D.4 (1),(2c): B is frozen once in R22/R31', 'both', _NEAR, _R('R22', 'R31', 'R32', 'R33'), _chk_B_frozen),
-    ('Prop 4.D.4 (1),(2c): the frozen |B| <= s1 eta', 'both', _NEAR, _R('R22', 'R31', 'R32', 'R33'), _chk_B_small),
-    ('Prop 4.D.4 (2a): from R32/R33, R31 is reached', 'both', _NEAR, _R('R32', 'R33'), _chk_reach_R31),
-    ('Prop 4.D.4 (2b): |B(t\'+1)| = |B(t\')| - s1 eta until R31 is reached', 'both', _NEAR, _R('R32', 'R33'), _chk_B_descent),
-    ('Prop 4.D.4 (3a): R34 is invariant', 'both', _NEAR, _R('R34'), _chk_R34_stays),
-    ('Prop 4.D.4 (3b,c): in R34, B ends in a sign-alternating 2-cycle with |B| <= s1 eta', 'both', _NEAR, _R('R34'), _chk_R34_B),
-    ('Remark 4.D.5: limsup |e0| <= 2 sqrt(3) eta/3', 'both', _WIDE, None, _chk_rem_A),
-    ('Remark 4.D.5: limsup |e1| <= sqrt(2) eta', 'both', _WIDE, None, _chk_rem_B),
-    ('Cor. 4.D.6: |sum_{i>T} sign A(i)| <= 2 (T: |A| first <= s0 eta)', 'both', _WIDE, None, _chk_cor_signs),
-    ('Cor. 4.D.6: A is 2-periodic (A(i+2) = A(i)) from T+3 on', 'both', _WIDE, None, _chk_cor_period),
-    ('(4.22): limsup |e2(t)| <= |e2(T)| + 2 sqrt(6) eta/3', 'both', _WIDE, None, _chk_422),
-    ('(4.22) corrected: |e2(t) - e2(T)| <= sqrt(6) eta for all t >= T', 'both', _WIDE, None, lambda p: _chk_422(p, _S6, False)),
-    ('(4.23): w2(T) = w2(0) + Delta_w2 with Delta_w2 as defined', 'both', _WIDE, None, _chk_423),
-    ('(4.23) corrected: w2(T) = w2(0) - Delta_w2', 'both', _WIDE, None, lambda p: _chk_423(p, -1)),
-    ('Prop 4.D.7 P1,P2: N = 0', 'both', _WIDE, _P('P1', 'P2'), lambda p: _chk_N(p, 'P12')),
-    ('Prop 4.D.7 P3 (s1/s0 > 1/3): N = T', 'hi', _WIDE, _P('P3'), lambda p: _chk_N(p, 'P3')),
-    ('Prop 4.D.7 P4 (s1/s0 > 1/3): N in |B0|/(s1 eta) + [-2 s0/s1, -s0/s1]', 'hi', _WIDE, _P('P4'), lambda p: _chk_N(p, 'P4')),
-    ('Prop 4.D.7 P4 up to rounding: N in [(|B0| - 2 s0 eta)/(s1 eta), (|B0| - s0 eta)/(s1 eta) + 2]', 'hi', _WIDE, _P('P4'), lambda p: _chk_N(p, 'P4~')),
-    ('Prop 4.D.7 P5 (s1/s0 < 1/3): N = T', 'lo', _WIDE, _P('P5'), lambda p: _chk_N(p, 'P5')),
-    ('Prop 4.D.7 P6 (s1/s0 < 1/3): N = 3(|B0| - s0 eta)/(s0 eta)', 'lo', _WIDE, _P('P6'), lambda p: _chk_N(p, 'P6')),
-    ('Prop 4.D.7 P6 up to rounding: 3(|B0| - 2 s0 eta)/(s0 eta) <= N <= 3(|B0| - s0 eta)/(s0 eta) + 1', 'lo', _WIDE, _P('P6'), lambda p: _chk_N(p, 'P6~')),
-    ('Prop 4.D.8 (s1/s0 < 1/3): (4.28) with C in [sqrt6/6, sqrt6/3], up to +-sqrt(6) eta', 'lo', _WIDE, None, _chk_428),
-    ('(4.19): the risk ratio lies in the (4.19) interval', 'lo', _sample_419, None, _chk_419),
-    ('(4.19) sharpened: ratio = upper end (C3 = 2, C4 = 3 s1^2/s0^2) up to the neglected terms', 'lo', _sample_419, None, _chk_419_sharp),
-    ('(4.19): the risk ratio is > 1 (GD solution more robust)', 'lo', _sample_419, None, _chk_419_gt1),
-]
-
-# %% ../nbs/04c_signgd.ipynb #2883e812
-def _normalise(p):
-    "Scale-free form of a trial: $\\tilde\\sigma_0^2=\\eta=1$ (the dynamics of $(A,B)/\\tilde\\sigma_0^2\\eta$ only depend on $\\tilde\\sigma_1^2/\\tilde\\sigma_0^2$)."
-    if 'A0' not in p: return dict(p)
-    u, one = p['s0'] * p['eta'], np.ones_like(p['s0'])
-    return dict(s0=one, s1=p['s1'] / p['s0'], eta=one, A0=p['A0'] / u, B0=p['B0'] / u, e2_0=p['e2_0'] / p['eta'])
-
-def _round_sig(p, digits):
-    return {k: (v if v.dtype.kind != 'f' else np.vectorize(lambda x: float(f"{x:.{digits}g}"))(v)) for k, v in p.items()}
-
-def _regime_ok(p, regime):
-    if 's1' not in p: return np.ones(len(next(iter(p.values()))), bool)
-    r = p['s1'] / p['s0']
-    return r < 1/3 if regime == 'lo' else r > 1/3 if regime == 'hi' else np.ones(len(r), bool)
-
-def _generic(p, tol=1e-6):
-    "False for trials whose path touches a tie ($A=0$, $B=0$, $|A|=|B|$) or a partition boundary: probability-zero events."
-    if 'A0' in p: A0, B0, s0, s1, eta, e2 = p['A0'], p['B0'], p['s0'], p['s1'], p['eta'], p['e2_0']
-    elif 'w0s' in p: _, _, A0, B0 = _delta_hi(p); s0, s1, eta, e2 = p['s0'], p['s1'], p['eta'], p['w02']
-    else: return np.ones(len(next(iter(p.values()))), bool)
-    P = _run(dict(A0=A0, B0=B0, s0=s0, s1=s1, eta=eta, e2_0=e2), cap=3000); a, b, u = np.abs(P['A']), np.abs(P['B']), s0 * eta
-    gaps = [a, b, np.abs(a - b), np.abs(a - u / 3), np.abs(a - 2 * u / 3), np.abs(a - u), np.abs(b - u)]
-    return np.all(np.min(gaps, 0) > tol * u, 0)
-
-def _smallest_counterexample(p, ok, check, keep, regime, max_candidates=64):
-    "The failing trial with the fewest significant digits (then the smallest numbers) that still fails."
-    bad = np.flatnonzero(~ok)[:max_candidates]
-    q = _normalise({k: v[bad] for k, v in p.items()})
-    for digits in (1, 2, 3, 4, 6, 17):
-        c = _round_sig(q, digits)
-        valid = _regime_ok(c, regime) & (keep(c) if keep is not None else True) & _generic(c)
-        if not valid.any(): continue
-        c = {k: v[valid] for k, v in c.items()}
-        fails = ~check(c)
-        if fails.any():
-            i = np.flatnonzero(fails)[np.argmin([sum(abs(float(np.sum(v[j]))) for v in c.values()) for j in np.flatnonzero(fails)])]
-            return {k: (v[i].tolist() if np.ndim(v[i]) else float(v[i])) for k, v in c.items() if k not in ('a', 'b')}
-    return {k: (v[0].tolist() if np.ndim(v[0]) else float(v[0])) for k, v in q.items()}
-
-def verify_appendix_4d(n_trials:int=200, # random trials per statement
-                       seed:int=0,
-                      ) -> pd.DataFrame:
-    "Test every statement of Sec. 4.4 / App. 4.D.2 by simulating signGD from random tasks, learning rates and initial points."
-    n_trials = check_positive_int(n_trials, 'n_trials'); rows = []
-    for i, (name, regime, spec, keep, check) in enumerate(_STATEMENTS):
-        rng = np.random.default_rng([seed, i])
-        p = spec(rng, n_trials) if callable(spec) else _draw(rng, n_trials, regime, *spec, keep=keep)
-        ok = np.asarray(check(p), bool)
-        cx = None if ok.all() else _smallest_counterexample(p, ok, check, keep, regime)
-        rows.append(dict(statement=name, holds=bool(ok.all()), trials=len(ok), counterexample=cx, failed=int((~ok).sum())))
-    return pd.DataFrame(rows)
-
-# %% ../nbs/04c_signgd.ipynb #a7175309
 def risk_ratio_bounds(task:LinearFreqTask, w0) -> tuple:
     "The interval (4.19) for $\\mathcal R_a(\\tilde w^{signGD})/\\mathcal R_a(\\tilde w^{GD})$, in the case (|A(0)| vs |B(0)|) that `w0` falls in."
     s = task.sigma2
@@ -576,5 +263,13 @@ def risk_ratio_bounds(task:LinearFreqTask, w0) -> tuple:
     if s[1] / s[0] >= 1/3: raise ValueError(f"task got sigma1^2/sigma0^2={s[1]/s[0]:.3g}; (4.19) is derived for a ratio < 1/3")
     e = _as_vec(w0, 'w0', 3) - task.w_star
     a_lt_b = abs(s[0] * e[0] / _S3) < abs(s[1] * e[1] / _S2)
-    lo, hi = _bounds_419(task.w_star[0], task.w_star[1], s[0], s[1], a_lt_b)
+    lo, hi = risk_ratio_interval(task.w_star[0], task.w_star[1], s[0], s[1], a_lt_b)
     return float(lo), float(hi)
+
+# %% ../nbs/04c_signgd.ipynb #2d7f3571
+def __getattr__(name):
+    "`verify_appendix_4d` moved to `robust_nb.appendix_4d`; `from robust_nb.linear import verify_appendix_4d` keeps working."
+    if name == 'verify_appendix_4d':
+        from robust_nb.appendix_4d import verify_appendix_4d
+        return verify_appendix_4d
+    raise AttributeError(f"module 'robust_nb.linear' has no attribute {name!r}")

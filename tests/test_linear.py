@@ -2,8 +2,9 @@
 import math
 import numpy as np, pytest
 from hypothesis import given, settings, assume, strategies as st
-from robust_nb.linear import (LinearFreqTask, simulate, gd_closed_form, signgd_step_416, signgd_table, partition_R, partition_P,
-                              verify_appendix_4d, risk_ratio_bounds, R_LABELS, _min_shift)
+from robust_nb.linear import (LinearFreqTask, simulate, gd_closed_form, signgd_step_416, signgd_table, partition_R,
+                              partition_P, risk_ratio_bounds, risk_ratio_interval, R_LABELS, P_LABELS, _min_shift, _P_masks)
+from robust_nb.appendix_4d import SignGDTrials, STATEMENTS, verify_appendix_4d
 
 unit = st.floats(-1, 1, allow_nan=False)
 ratio = st.floats(0.02, 3.0)
@@ -123,6 +124,46 @@ def test_verify_appendix_4d_small():
     assert holds['Prop 4.D.4 transient: from R_t, R_s is reached within 3 iterations']
     assert not holds["Prop 4.D.4 stationary: |A(t')| <= 2 s0 eta/3"]
     assert all((c is None) == h for c, h in zip(df.counterexample, df.holds))
+
+def test_verify_appendix_4d_old_import_path():
+    "The harness moved to robust_nb.appendix_4d; the old import from robust_nb.linear still works."
+    from robust_nb.linear import verify_appendix_4d as old
+    assert old is verify_appendix_4d
+    import robust_nb.linear
+    with pytest.raises(AttributeError, match='no_such_name'): robust_nb.linear.no_such_name
+
+def test_statements_table():
+    "One record per statement, unique claims, every start partition a real label."
+    assert len(STATEMENTS) == 35 and len({s.claim for s in STATEMENTS}) == 35
+    bad = {l for s in STATEMENTS for l in s.start_in} - set(R_LABELS) - set(P_LABELS)
+    assert not bad, f"unknown partition labels {bad}"
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(-40, 40), st.floats(-40, 40), ratio, scale, scale)
+def test_P_masks_disjoint(a, b, r, s0, eta):
+    "The P1..P6 masks never overlap, so a start's first-match label (what starts_in uses) says which masks hold."
+    A, B = a * s0 * eta, b * s0 * eta
+    M = _P_masks(np.array(A), np.array(B), s0, r * s0, eta)
+    held = [k for k in P_LABELS if M[k]]
+    assert len(held) <= 1, f"{held} all hold at A={A}, B={B}, s1/s0={r}"
+    assert partition_P(A, B, s0, r * s0, eta) == (held[0] if held else None)
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(-3, 3), st.floats(-3, 3), ratio, scale, scale, st.floats(-5, 5))
+def test_signgd_trials_scale_free(a, b, r, s0, eta, e2):
+    "Prop.: the dynamics of (A, B)/(s0 eta) depend only on s1/s0; `normalised` and `run` agree with that."
+    t = SignGDTrials(*(np.array([x]) for x in (s0, r * s0, eta, a * s0 * eta, b * s0 * eta, e2 * eta)))
+    assume(t.is_generic()[0])                     # a tie: rounding, not the dynamics, decides the sign
+    n = t.normalised()
+    np.testing.assert_allclose([n.A0[0], n.B0[0], n.sigma1_sq[0], n.e2_0[0]], [a, b, r, e2], rtol=1e-9, atol=1e-12)
+    P, Q = t.run(cap=200), n.run(cap=200)
+    np.testing.assert_allclose(P['A'] / (s0 * eta), Q['A'], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(P['e2'] / eta, Q['e2'], rtol=1e-6, atol=1e-9)
+
+def test_risk_ratio_interval_matches_bounds():
+    "The vectorised interval and the one-task `risk_ratio_bounds` agree (Fig. 4.7's task)."
+    lo, hi = risk_ratio_interval(np.array([5.]), np.array([10.]), 0.01, 0.0025, np.array([False]))
+    assert (lo[0], hi[0]) == risk_ratio_bounds(LinearFreqTask([0.01, 0.0025, 0], [5, 10, 0]), [0.01, -0.01, 0.02])
 
 @pytest.mark.parametrize('call, word', [
     (lambda: LinearFreqTask([1, -1, 0], [1, 1, 0]), 'sigma2'),
