@@ -48,7 +48,7 @@ def spectrum(images:Tensor) -> Tensor:
     if images.dim() != 4: raise ValueError(f"images got shape {tuple(images.shape)}; expected (N, C, H, W)")
     return dct2(images).abs().mean((0, 1))
 
-# %% ../nbs/04a_frequency.ipynb #04721ce1
+# %% ../nbs/04a_frequency.ipynb #d300d12a
 def _check_percent(p, name:str='p') -> float:
     if isinstance(p, bool) or not isinstance(p, Real) or not (0 <= p <= 100):
         raise ValueError(f"{name} got {p!r}; expected a percentage in [0, 100]")
@@ -62,6 +62,7 @@ def frequency_rank(h:int, w:int|None=None, *, device=None) -> Tensor:
     rank = torch.empty(h * w, dtype=torch.long); rank[order] = torch.arange(h * w)
     return rank.view(h, w).to(device)
 
+# %% ../nbs/04a_frequency.ipynb #d5aec222
 def _percentile(a:Tensor, q:float) -> Tensor:
     "`numpy.percentile`-style (linear) `q`-th percentile of `a` along its last dimension, keepdim."
     v = a.sort(-1).values; n = v.shape[-1]
@@ -81,6 +82,7 @@ def filter_energy(
     out = idct2(xt * mask)
     return (out, mask) if return_mask else out
 
+# %% ../nbs/04a_frequency.ipynb #93845933
 def freq_mask(h:int, w:int|None=None, p:float=0.0, *, device=None) -> Tensor:
     "M_freq(p) of App. 4.C: True on the bases kept after removing the `p` % farthest from DC (shape `(H, W)`)."
     p = _check_percent(p); rank = frequency_rank(h, w, device=device)
@@ -193,7 +195,7 @@ def band_accuracy_drop(
             drops.append(clean - sum(acc(n) for n in noise) / k)
     return torch.tensor(drops)
 
-# %% ../nbs/04a_frequency.ipynb #aee5675f
+# %% ../nbs/04a_frequency.ipynb #783e06a8
 def _operator_norm(fwd, adj, shape, *, tol:float, seed:int, dtype, device) -> float:
     "Largest singular value of the linear map `fwd` (adjoint `adj`) on inputs of `shape`: Lanczos (ARPACK) on adj∘fwd, matrix-free."
     import scipy.sparse.linalg as sla
@@ -220,6 +222,7 @@ def _autograd_adjoint(fn, shape, dtype, device):
 def _linear_norm(fn, shape, *, adj=None, **kw) -> float:
     return _operator_norm(fn, adj or _autograd_adjoint(fn, shape, kw['dtype'], kw['device']), shape, **kw)
 
+# %% ../nbs/04a_frequency.ipynb #c8456163
 def _conv_norm(conv:nn.Module, shape, **kw) -> float:
     "Operator norm of `conv` (bias dropped) on inputs of `shape`: power iteration with conv / conv_transpose."
     nd = conv.weight.dim() - 2
@@ -236,6 +239,7 @@ def _conv_norm(conv:nn.Module, shape, **kw) -> float:
     adj = lambda u: f_tr(u, W, None, st, pad, opad, conv.groups, dil)
     return _operator_norm(fwd, adj, shape, **kw)
 
+# %% ../nbs/04a_frequency.ipynb #48ce80e5
 def _maxpool_lipschitz(shape, kernel_size, stride, padding, dilation, ceil_mode) -> float:
     "sqrt(max number of pooling windows covering one input pixel): the l2 Lipschitz constant of 2-D max pooling."
     if ceil_mode: raise ValueError("lipschitz_upper_bound got a max pool with ceil_mode=True; expected ceil_mode=False")
@@ -247,6 +251,7 @@ def _maxpool_lipschitz(shape, kernel_size, stride, padding, dilation, ceil_mode)
     counts = F.fold(torch.ones_like(cols), (H, W), pair(kernel_size), dilation=pair(dilation), padding=pair(padding), stride=pair(stride))
     return math.sqrt(counts.max().item())
 
+# %% ../nbs/04a_frequency.ipynb #b93fbfbd
 _ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Hardtanh, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
                   nn.Flatten, nn.Unflatten, nn.Softsign)
 
@@ -271,6 +276,7 @@ def _module_lipschitz(m:nn.Module, x:Tensor, **kw) -> tuple:
     raise ValueError(f"lipschitz_upper_bound cannot bound layer {type(m).__name__} ({m}); expected Linear, Conv1d/2d/3d, BatchNorm, "
                      "ReLU-like activations, Dropout, Flatten, MaxPool2d or average pooling")
 
+# %% ../nbs/04a_frequency.ipynb #941d291b
 _ADD = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub, 'add', 'sub', 'add_', 'sub_'}
 _MUL = {operator.mul, operator.imul, torch.mul, 'mul', 'mul_'}
 _DIV = {operator.truediv, operator.itruediv, torch.div, torch.true_divide, 'div', 'div_'}
@@ -284,6 +290,16 @@ _LINEAR_FN = {F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F
 def _const_scale(c) -> float:
     return c.detach().abs().max().item() if isinstance(c, Tensor) else abs(float(c))
 
+def _node_values(gm, probe:Tensor) -> dict:
+    "The value of every node of the traced graph `gm` on the input `probe`."
+    vals = {}
+    class _Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            r = super().run_node(n); vals[n] = r; return r
+    _Recorder(gm).run(probe)
+    return vals
+
+# %% ../nbs/04a_frequency.ipynb #7a07de35
 def _graph_bound(gm, vals, kw):
     "Propagate layer bounds through an fx graph whose node values on a probe input are `vals`."
     L, layers, out = {}, [], None
@@ -322,6 +338,7 @@ def _graph_bound(gm, vals, kw):
                              "Lipschitz constant (linear/conv/BN/ReLU/pooling, additions, constant scalings, reshapes)")
     return out, layers
 
+# %% ../nbs/04a_frequency.ipynb #f4a961cc
 def _chain_bound(model, x, kw):
     "Product of leaf-module bounds for a model that is verified, on a random probe `x`, to be a chain of its leaf modules."
     leaves = [m for m in model.modules() if not list(m.children())]
@@ -342,6 +359,7 @@ def _chain_bound(model, x, kw):
     if not same(y, prev): raise ValueError(f"lipschitz_upper_bound: the output of {type(model).__name__} is not its last layer's output; expected a chain of layers")
     return out, layers
 
+# %% ../nbs/04a_frequency.ipynb #31c0e1e8
 def lipschitz_upper_bound(
     model:nn.Module,
     input_shape,                   # shape of ONE input without the batch dimension, e.g. `(1, 28, 28)`
@@ -370,11 +388,6 @@ def lipschitz_upper_bound(
         if gm is None: out, layers = _chain_bound(model, probe, kw)
         else:
             if sum(n.op == 'placeholder' for n in gm.graph.nodes) != 1: raise ValueError("model takes several inputs; expected exactly one")
-            vals = {}
-            class _Recorder(torch.fx.Interpreter):
-                def run_node(self, n):
-                    r = super().run_node(n); vals[n] = r; return r
-            _Recorder(gm).run(probe)
-            out, layers = _graph_bound(gm, vals, kw)
+            out, layers = _graph_bound(gm, _node_values(gm, probe), kw)
     if out is None: raise ValueError("lipschitz_upper_bound: the model output does not depend on its input")
     return (out, layers) if return_layers else out

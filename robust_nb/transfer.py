@@ -17,7 +17,7 @@ from .attacks import _check_model
 __all__ = ['mi_fgsm', 'ni_fgsm', 'vmi_fgsm', 'vni_fgsm', 'sini_fgsm', 'di_fgsm', 'gaussian_kernel', 'ti_fgsm', 'LogitEnsemble',
            'ensemble', 'linbp', 'bpa', 'BitDepthReduction', 'JPEGCompression', 'RandomizedSmoothing']
 
-# %% ../nbs/06a_transfer.ipynb #36f5a335
+# %% ../nbs/06a_transfer.ipynb #65f9f7df
 def _validate(model, x, y, eps, alpha, steps, decay, targeted):
     "Shared validation of the transfer attacks; returns `(eps, alpha, steps, decay)`."
     _check_model(model)
@@ -41,6 +41,7 @@ def _l1_normalise(g:Tensor) -> Tensor:
     "g / mean|g| per example (the l1 normalisation of MI-FGSM, up to the constant d)."
     return g / g.abs().mean(dim=tuple(range(1, g.dim())), keepdim=True).clamp_min(1e-12)
 
+# %% ../nbs/06a_transfer.ipynb #bc56b713
 def _neighbourhood_grad(model, x_adv, y, targeted, n, radius) -> Tensor:
     "Mean gradient over `n` uniform samples of the linf ball of `radius` around `x_adv` (VMI/VNI), in one batch."
     # torch.randn_like(...).uniform_ as in torchattacks, so that seeded runs draw the same samples
@@ -65,7 +66,7 @@ def _momentum_attack(model, x, y, *, eps, alpha, steps, decay, targeted, nestero
             x_adv = project(x_adv + alpha * g.sign(), x, eps, 'linf')
     return x_adv.detach()
 
-# %% ../nbs/06a_transfer.ipynb #2a348590
+# %% ../nbs/06a_transfer.ipynb #d9ed91be
 @on_model_device
 def mi_fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
             eps:float,              # radius of the linf ball
@@ -85,6 +86,7 @@ def ni_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=
     eps, alpha, steps, decay = _validate(model, x, y, eps, alpha, steps, decay, targeted)
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted, nesterov=True)
 
+# %% ../nbs/06a_transfer.ipynb #fb127cfd
 @on_model_device
 def vmi_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=None, steps:int=10,
              decay:float=1.0,
@@ -106,6 +108,7 @@ def vni_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted,
                             nesterov=True, variance=(n, beta))
 
+# %% ../nbs/06a_transfer.ipynb #ec08f791
 @on_model_device
 def sini_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=None, steps:int=10,
               decay:float=1.0,
@@ -123,7 +126,7 @@ def sini_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|Non
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted,
                             nesterov=True, grad_fn=grad_fn)
 
-# %% ../nbs/06a_transfer.ipynb #becd62b6
+# %% ../nbs/06a_transfer.ipynb #ddc2c132
 def _input_diversity(x:Tensor, resize_rate:float, prob:float) -> Tensor:
     "DI's random resize-and-pad of the whole batch (Xie et al., 2019), drawn in torchattacks' order, kept with prob `prob`."
     size = x.shape[-1]
@@ -155,6 +158,7 @@ def di_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=
     grad_fn = lambda z: _loss_grad(model, z, y, targeted, transform=lambda u: _input_diversity(u, resize_rate, prob))
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted, grad_fn=grad_fn)
 
+# %% ../nbs/06a_transfer.ipynb #60aea443
 def gaussian_kernel(size:int=15, nsig:float=3.0) -> Tensor:
     "The normalised size x size Gaussian kernel of TI-FGSM, sampled on [-nsig, nsig]."
     t = torch.linspace(-nsig, nsig, check_positive_int(size, 'size'), dtype=torch.float64)
@@ -202,7 +206,7 @@ def ensemble(models:Sequence[nn.Module], weights:Sequence[float]|None=None) -> L
     "An ensemble-in-logits model of `models` (weights default to uniform and are normalised to sum to 1)."
     return LogitEnsemble(models, weights)
 
-# %% ../nbs/06a_transfer.ipynb #9bc85f9f
+# %% ../nbs/06a_transfer.ipynb #06d779f4
 class _LinearBackwardReLU(torch.autograd.Function):
     "ReLU forward, identity backward (LinBP)."
     @staticmethod
@@ -222,6 +226,7 @@ class _SiLUBackwardReLU(torch.autograd.Function):
         s = torch.sigmoid(x)
         return g * s * (1 + x * (1 - s))
 
+# %% ../nbs/06a_transfer.ipynb #4dfa6d96
 class _SoftmaxBackwardMaxPool(torch.autograd.Function):
     "Max-pool forward; backward spreads each window's gradient with softmax(temperature * window) (BPA)."
     @staticmethod
@@ -251,6 +256,7 @@ class _SoftmaxBackwardMaxPool(torch.autograd.Function):
         gx = F.fold(gcols, xp.shape[-2:], k, dilation=d, stride=s)
         return gx[..., p[0]:p[0] + h, p[1]:p[1] + w], None, None
 
+# %% ../nbs/06a_transfer.ipynb #17c4bd01
 def _select(model:nn.Module, types, start, what:str) -> list:
     "The modules of `types` from position/name `start` on (default: the second half)."
     named = [(n, m) for n, m in model.named_modules() if isinstance(m, types)]
@@ -284,6 +290,7 @@ def _swap_backward(modules, fn) -> list:
         handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
     return handles
 
+# %% ../nbs/06a_transfer.ipynb #6640e350
 @contextlib.contextmanager
 def linbp(model:nn.Module, *,
           start:int|str|None=None, # first linearised ReLU: index among the nn.ReLU modules, or a module name; None: second half
@@ -312,7 +319,7 @@ def bpa(model:nn.Module, *,
     finally:
         for h in handles: h.remove()
 
-# %% ../nbs/06a_transfer.ipynb #c2da1b1c
+# %% ../nbs/06a_transfer.ipynb #b4e5dfcf
 class BitDepthReduction(nn.Module):
     "Target wrapper: quantise inputs to `bits` bits per pixel (Xu et al., 2018) before `model`."
     def __init__(self, model:nn.Module, bits:int=4):
@@ -344,6 +351,7 @@ def _jpeg_roundtrip(images:Tensor, quality:int) -> Tensor:
         out.append(dec[None] if dec.dim() == 2 else dec.permute(2, 0, 1))
     return torch.stack(out)
 
+# %% ../nbs/06a_transfer.ipynb #7d4e45aa
 class RandomizedSmoothing(nn.Module):
     "Target wrapper: log of the mean softmax of `model` over `n` Gaussian copies N(x, sigma^2) (Cohen et al., 2019)."
     def __init__(self, model:nn.Module, sigma:float=0.25, n:int=32):

@@ -3,7 +3,7 @@ loaded images, math is typeset, the replication table is on the index page. Scre
 
 Needs `_book/` (made by `make book`, and by `make test` before pytest runs) and Chromium (`make test` installs
 Debian's `chromium` with apt-get when it can). Where either is missing the test skips and says why."""
-import json, os, shutil
+import json, os, re, shutil
 from pathlib import Path
 import pytest
 
@@ -74,3 +74,22 @@ def test_chapter_page(browser, name):
         page.wait_for_function('() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0', timeout=20000)
         assert page.locator('.MathJax_CHTML').count() > 0, f'no typeset math on {name}'
     page.screenshot(path=str(BOOK / f'screenshot_{Path(name).stem}.png'), full_page=False)
+
+def _documented(name):
+    "Names a chapter documents with `show_doc(name)` cells, in order."
+    return [m.group(1) for c in _cells(name) if c['cell_type'] == 'code'
+            for m in [re.fullmatch(r'\s*show_doc\(([\w.]+)\)\s*', ''.join(c['source']))] if m]
+
+@pytest.mark.parametrize('name', CHAPTERS or ['(no chapter pages)'])
+def test_api_reference_renders(browser, name):
+    "Every `show_doc(f)` cell of a chapter shows, on its page, a heading `f` followed by f's signature and docstring."
+    names = _documented(name) if CHAPTERS else []
+    if not names: pytest.skip(f'{name} has no show_doc cells')
+    page, _ = _open(browser, name)
+    for nm in names:
+        short = nm.rsplit('.', 1)[-1]
+        got = page.evaluate('''nm => { const h = [...document.querySelectorAll('h3')].find(e => e.id === nm);
+            if (!h) return null; let e = h.parentElement, txt = '';
+            while (e && txt.length < 4000) { txt += e.innerText + '\\n'; e = e.nextElementSibling; } return txt; }''', short)
+        assert got is not None, f'{name}: no API heading for {nm} (show_doc output missing or not rendered as Markdown)'
+        assert f'def {short}(' in got, f'{name}: the heading for {nm} is not followed by its signature: {got[:300]!r}'

@@ -1,5 +1,6 @@
 "Property tests for robust_nb.frequency: DCT vs SciPy, band partitions, and the Lipschitz bound vs observed ratios."
 import math
+from fractions import Fraction
 import numpy as np
 import pytest
 import scipy.fft
@@ -47,11 +48,15 @@ def test_freq_bands_partition_equal_sizes_ordered(h, w, data):
     B = freq_bands((h, w), n_bands)
     assert B.shape == (n_bands, h, w)
     assert torch.equal(B.sum(0), torch.ones(h, w, dtype=torch.long))          # each basis in exactly one band
-    sizes = B.flatten(1).sum(1)
-    assert int(sizes.max() - sizes.min()) <= 1
-    if (h * w) % n_bands == 0: assert int(sizes.min()) == h * w // n_bands
-    r2 = torch.arange(h)[:, None] ** 2 + torch.arange(w)[None] ** 2
-    for b in range(n_bands - 1): assert r2[B[b]].max() <= r2[B[b + 1]].min()
+    n = h * w
+    sizes = [n // n_bands + (b < n % n_bands) for b in range(n_bands)]      # equal, or the first n % n_bands one larger
+    assert B.flatten(1).sum(1).tolist() == sizes, f'band sizes {B.flatten(1).sum(1).tolist()}; expected {sizes}'
+    # brute force: rank the bases with Python's sort by (distance to DC, row-major position), cut into those sizes
+    order, edges = sorted(range(n), key=lambda k: ((k // w) ** 2 + (k % w) ** 2, k)), np.cumsum([0] + sizes)
+    want = torch.zeros(n_bands, n, dtype=torch.bool)
+    for b in range(n_bands): want[b, order[edges[b]:edges[b + 1]]] = True
+    diff = (B != want.view(n_bands, h, w)).nonzero().tolist()
+    assert not diff, f'freq_bands({(h, w)}, {n_bands}) differs from the brute-force bands at (band, i, j) {diff[:5]}'
 
 
 def test_band_noise_expected_norm_and_support():
@@ -61,18 +66,24 @@ def test_band_noise_expected_norm_and_support():
     torch.testing.assert_close(norms, torch.full((10,), 0.25 * 10, dtype=torch.float64), rtol=0.08, atol=0)
     for b in range(10):
         z = dct2(band_noise((3, 10, 10), b, 1.0, g, n_bands=10))
-        assert (z.abs() * ~B[b]).amax() < 1e-5
+        outside = (z.abs() * ~B[b]).amax().item()
+        assert outside < 1e-5, f'band {b}: noise reaches {outside:.2e} outside its band; expected 0'
 
 
 @FAST
-@given(p=st.floats(0, 100), seed=st.integers(0, 1000))
-def test_filters_remove_p_percent(p, seed):
+@given(k=st.integers(0, 1000), seed=st.integers(0, 1000))
+def test_filters_remove_p_percent(k, seed):
+    p = k / 10          # a grid of percentages, so that no float lands a hair below an interpolation knot
     x = torch.rand(3, 2, 9, 9, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     _, m = filter_freq(x, p, return_mask=True)
-    assert int((~m).sum()) == round(p / 100 * 81)
+    assert int((~m).sum()) == round(p / 100 * 81), f'p={p}: filter_freq removed {int((~m).sum())} of 81 bases'
     _, m = filter_energy(x, p, return_mask=True)
+    a = dct2(x).abs().numpy()
+    want = a > np.percentile(a.reshape(3, 2, -1), p, axis=-1)[..., None, None]    # numpy's percentile, independently
+    assert np.array_equal(m.numpy(), want), f'p={p}: the mask differs from numpy.percentile\'s at {np.argwhere(m.numpy() != want)[:5].tolist()}'
     removed = (~m).flatten(-2).sum(-1)
-    assert ((removed - p / 100 * 81).abs() <= 1.0 + 1e-9).all()
+    n_low = math.floor(Fraction(k, 1000) * 80) + 1    # distinct values: all up to the floor(p/100 (n-1))-th smallest
+    assert (removed == n_low).all(), f'p={p}: removed {removed.unique().tolist()} bases per plane; expected {n_low}'
     assert torch.equal(freq_mask(9, p=p), freq_mask(9, 9, p))
 
 
@@ -123,3 +134,15 @@ def test_lipschitz_conv_matches_dense_svd():
 def test_lipschitz_refuses_unknown_layers():
     with pytest.raises(ValueError, match='Softplus'): lipschitz_upper_bound(nn.Sequential(nn.Linear(3, 3), nn.Softplus()), (3,))
     with pytest.raises(ValueError, match='input_shape'): lipschitz_upper_bound(nn.Linear(3, 3), (0,))
+
+
+@pytest.mark.xfail(strict=True, reason='issue 14: docments comments do not reach __doc__ yet (a core helper would add them); '
+                                       'strict, so this fails as soon as they do: then drop the mark')
+@pytest.mark.parametrize('name', ['filter_energy', 'band_noise', 'band_accuracy_drop', 'lipschitz_upper_bound'])
+def test_help_shows_the_parameter_comments(name):
+    import pydoc, robust_nb.frequency as fr
+    from fastcore.docments import docments
+    fn = getattr(fr, name)
+    text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    missing = {p: d for p, d in docments(fn).items() if d and p != 'return' and d not in text}
+    assert not missing, f'help({name}) lacks the comments of {sorted(missing)}, e.g. {next(iter(missing.items()))}'
