@@ -17,9 +17,10 @@ from .core import check_choice, check_positive_int, check_seed
 # %% auto #0
 __all__ = ['DIGITS_TEST_FRACTION', 'NATURAL_IMAGES', 'FASHION_MNIST_CLASSES', 'FASHION_MNIST_DEBIAN_DIR', 'VISION_DATASETS',
            'CALTECH101_TEST_FRACTION', 'CALTECH101_SPLIT_SEED', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES',
-           'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY', 'DIGITS_HIERARCHY', 'ImageTensorDataset',
-           'resize_images', 'digits', 'loaders', 'dataset_tensors', 'natural_images', 'read_idx', 'idx_folder',
-           'fashion_mnist', 'vision_dataset', 'Hierarchy']
+           'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY', 'DIGITS_HIERARCHY', 'DATASETS', 'RESIZED',
+           'AUGMENTATIONS', 'STANDARD_AUGMENTATION', 'ImageTensorDataset', 'resize_images', 'digits', 'loaders',
+           'dataset_tensors', 'natural_images', 'read_idx', 'idx_folder', 'fashion_mnist', 'vision_dataset',
+           'Hierarchy', 'dataset_info', 'resolve_augmentation', 'dataset_transform', 'load_dataset']
 
 # %% ../nbs/01a_data.ipynb #aa1daa6d
 class ImageTensorDataset(TensorDataset):
@@ -492,3 +493,59 @@ CIFAR5X5_HIERARCHY = Hierarchy(_g5, [c for c in CIFAR100_CLASSES if any(c in v f
 # %% ../nbs/01a_data.ipynb #4134c0a8
 DIGITS_HIERARCHY = Hierarchy({'0/4/6': ['0', '4', '6'], '1/2/7/8': ['1', '2', '7', '8'], '3/5/9': ['3', '5', '9']},
                              [str(i) for i in range(10)])
+
+# %% ../nbs/01a_data.ipynb #da7a5e01
+from .core import get_preset
+
+DATASETS = {   # name -> (classes, channels, image side (None: the preset's), hierarchy of Table 5.1 or None)
+    'digits':        (10, 1, None, DIGITS_HIERARCHY),
+    'mnist':         (10, 1, 28, None),
+    'fashion_mnist': (10, 1, 28, None),
+    'cifar10':       (10, 3, 32, CIFAR10_HIERARCHY),
+    'cifar100':      (100, 3, 32, CIFAR100_HIERARCHY),
+    'cifar5x5':      (25, 3, 32, CIFAR5X5_HIERARCHY),
+    'svhn':          (10, 3, 32, None),
+    'caltech101':    (101, 3, 224, None),
+    'imagenette':    (10, 3, 224, None),
+}
+RESIZED = ('caltech101', 'imagenette')      # photos of every size, resized to 224 (or `img_size`)
+AUGMENTATIONS = ('none', 'flip', 'crop-flip')
+STANDARD_AUGMENTATION = {'fashion_mnist': 'flip', 'cifar10': 'crop-flip', 'cifar100': 'crop-flip', 'cifar5x5': 'crop-flip',
+                         'caltech101': 'flip', 'imagenette': 'flip'}    # every other dataset: 'none'
+
+def dataset_info(name:str, *, img_size:int|None=None) -> dict:
+    "Classes, channels, image side and hierarchy of `name` (`img_size`: the side of the digits or of the resized photos)."
+    check_choice(name, DATASETS, 'data')
+    k, c, side, hier = DATASETS[name]
+    if img_size is not None and (side is None or name in RESIZED): side = check_positive_int(img_size, 'img_size')
+    elif img_size is not None and img_size != side:
+        raise ValueError(f"img_size got {img_size!r} for data {name!r}, whose images are {side}x{side}; only the digits and "
+                         f"{', '.join(RESIZED)} can be resized")
+    elif side is None: side = get_preset().img_size
+    return dict(num_classes=k, in_channels=c, img_size=side, hierarchy=hier)
+
+def resolve_augmentation(name:str, augment:str|None) -> str:
+    "`augment`, or the standard augmentation of dataset `name` if None."
+    return STANDARD_AUGMENTATION.get(name, 'none') if augment is None else check_choice(augment, AUGMENTATIONS, 'augment')
+
+def dataset_transform(name:str, *, train:bool, augment:str|None=None, img_size:int|None=None):
+    "torchvision transform of a split of `name`: resizing (photos), `augment` on the training split (None: the standard one), ToTensor."
+    from torchvision import transforms as T
+    side = dataset_info(name, img_size=img_size)['img_size']
+    augment = resolve_augmentation(name, augment)
+    steps = [T.Resize(side * 8 // 7), T.CenterCrop(side)] if name in RESIZED else []
+    if train and augment == 'crop-flip': steps.append(T.RandomCrop(side, padding=max(1, side // 8)))
+    if train and augment in ('flip', 'crop-flip'): steps.append(T.RandomHorizontalFlip())
+    return T.Compose(steps + [T.ToTensor()])
+
+def load_dataset(name:str, *, train:bool, root=None, img_size:int|None=None, seed:int=0, verify:bool=True, augment:str|None=None):
+    "The `train` or test split of `name`: the digits offline, the others from `root` (or `ROBUST_NB_DATA`), augmented if `train`."
+    info = dataset_info(name, img_size=img_size)
+    if name == 'digits':
+        if augment not in (None, 'none'): raise ValueError(f"augment got {augment!r} for the digits; expected 'none' (they are tensors, not images to transform)")
+        return digits('train' if train else 'test', size=info['img_size'], seed=seed)
+    tf = dataset_transform(name, train=train, augment=augment, img_size=img_size)
+    root = root or os.environ.get('ROBUST_NB_DATA')
+    if not root: raise ValueError(f"data {name!r} needs --data-root DIR (or ROBUST_NB_DATA) holding its files; got none")
+    if not Path(root).expanduser().is_dir(): raise FileNotFoundError(f"--data-root {str(root)!r} is not a directory; expected the folder that holds the {name} files")
+    return vision_dataset(name, root, train=train, verify=verify, transform=tf)

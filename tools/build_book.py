@@ -37,13 +37,22 @@ def _strip_directives(src):
     while lines and re.match(r'^\s*#\s*\|', lines[0]): lines.pop(0)
     return '\n'.join(lines)
 
+def add_api_reference(nb):
+    "nbdev's own `add_show_docs` processor: a `show_doc` cell after every exported function and class the page does not document yet."
+    from nbdev.process import NBProcessor
+    from nbdev.processors import add_show_docs
+    NBProcessor(nb=nb, procs=[add_show_docs], rm_directives=False).process()
+    for c in nb.cells:
+        if getattr(c, 'has_sd', False): c.metadata['rnb_show_doc'] = True    # _for_reading shows only its output
+
 def execute(fn:Path, skip_flags:set):
-    "Execute `fn` in-process with execnb (as nbdev_test does); returns (ok, seconds, nb-as-dict, error)."
+    "Execute `fn` in-process with execnb (as nbdev_test does, plus the API reference cells); returns (ok, seconds, nb-as-dict, error)."
     os.environ.setdefault('IN_TEST', '1')
     from execnb.nbio import read_nb, nb2dict
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     nb = read_nb(fn)
+    add_api_reference(nb)
     def _skip(cell):
         if cell.cell_type != 'code': return True
         d = _directives(cell.source)
@@ -53,6 +62,7 @@ def execute(fn:Path, skip_flags:set):
         return bool(flags)
     start, err, ok = time.time(), None, True
     shell = CaptureShell(fn)
+    shell.run('from nbdev.showdoc import show_doc')
     try:
         with working_directory(fn.parent): shell.run_all(nb, exc_stop=True, preproc=_skip)
     except BaseException:
@@ -77,6 +87,8 @@ def _for_reading(nbd):
             d = _directives(c.source)
             if 'hide' in d or 'default_exp' in d: continue
             c.source = _strip_directives(c.source)
+            if c.metadata.pop('rnb_show_doc', False) or re.fullmatch(r'show_doc\([\w.]+\)', c.source.strip()):
+                c.metadata['transient'] = {'remove_source': True}   # an API reference entry: the output is the documentation
             skipped = c.metadata.pop('skipped_flags', None)
             if skipped:
                 c.outputs = [nbformat.v4.new_output('stream', name='stdout',
@@ -159,16 +171,18 @@ def main(argv=None):
         for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(v, '1')
     print(f'Building the book: {len(fns)} notebooks, preset={preset}, device={device}, '
           f'skipping cells flagged {sorted(skip) or "nothing"}', flush=True)
-    # chapters record their headline numbers here; the index page (run last) reads them into the replication table
+    # chapters record their headline numbers and errata here; the errata page and the index (run last) read them
     res_dir = out / 'results'
     if not a.notebooks and res_dir.exists():
-        for f in res_dir.glob('claims_*.json'): f.unlink()
+        for pat in ('claims_*.json', 'errata_*.json', '.*.lock'):
+            for f in res_dir.glob(pat): f.unlink()
     os.environ['ROBUST_NB_RESULTS'] = str(res_dir)
     results, t0 = {}, time.time()
     def _report(fn):
         ok, secs = results[fn][:2]
         print(f'  {fn.name}: {"ok" if ok else "FAILED"} ({secs:.1f}s)', flush=True)
-    chapters_first = [fn for fn in fns if fn.stem != 'index']
+    LAST = ('errata', 'index')    # pages that read what the chapters record: run after every chapter, in this order
+    chapters_first = [fn for fn in fns if fn.stem not in LAST]
     if a.n_workers > 1 and len(chapters_first) > 1:
         import multiprocessing as mp
         with ProcessPoolExecutor(a.n_workers, mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
@@ -176,8 +190,9 @@ def main(argv=None):
             for fn, f in futs.items(): results[fn] = f.result(); _report(fn)
     else:
         for fn in chapters_first: results[fn] = execute(fn, skip); _report(fn)
-    for fn in fns:
-        if fn.stem == 'index': results[fn] = execute(fn, skip); _report(fn)
+    for stem in LAST:
+        for fn in fns:
+            if fn.stem == stem: results[fn] = execute(fn, skip); _report(fn)
     from nbconvert import HTMLExporter
     import nbformat
     exporter = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True,
