@@ -4,18 +4,24 @@
 
 # %% ../nbs/05_hierarchy.ipynb #69da8ede
 from __future__ import annotations
-import os
 from typing import Callable, Sequence
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
-                            eval_guard, lp_norm, get_device, on_model_device)
+                            eval_guard, lp_norm, get_device, get_preset, set_seed, on_model_device)
+from .data import (digits, loaders, vision_dataset, dataset_tensors, DIGITS_HIERARCHY, CIFAR10_HIERARCHY,
+                            CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY)
+from .models import MLP, resnet10, resnet50
+from .train import fit
 from .attacks import pgd
+from .defenses import pgd_at_loss, trades_loss, targeted_pgd_at_loss
 
 # %% auto #0
 __all__ = ['HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'is_hierarchical_adversarial', 'meta_accuracy', 'leaf_accuracy',
-           'p_meta_given_wrong_leaf', 'HierExperiment', 'table_5_3', 'hierarchical_pgd', 'HAR', 'pgd_meta', 'train_har']
+           'p_meta_given_wrong_leaf', 'HierSetup', 'hierarchical_pgd', 'HAR', 'pgd_meta', 'train_har', 'HierExperiment',
+           'table_5_3']
 
 # %% ../nbs/05_hierarchy.ipynb #082238cf
 def _check_hierarchy(hierarchy, n_classes:int|None=None):
@@ -97,129 +103,77 @@ def p_meta_given_wrong_leaf(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> f
     return (meta[pred[wrong]] == meta[y[wrong]]).float().mean().item()
 
 # %% ../nbs/05_hierarchy.ipynb #6d2e1f58
-import pandas as pd
-from .core import get_preset, set_seed
-from .data import digits, loaders, vision_dataset, dataset_tensors, DIGITS_HIERARCHY, CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY
-from .models import MLP, resnet10, resnet50
-from .train import fit
-from .defenses import pgd_at_loss, trades_loss, targeted_pgd_at_loss
-
 HIERARCHIES = {'digits': DIGITS_HIERARCHY, 'cifar10': CIFAR10_HIERARCHY, 'cifar5x5': CIFAR5X5_HIERARCHY,
                'cifar100': CIFAR100_HIERARCHY}
 FLAT_DEFENSES, HAR_DEFENSES = ('Standard', 'PGD10', 'PGD10-T', 'TRADES'), ('Standard', 'PGD10', 'TRADES')
 
-class HierExperiment:
-    "Section 5.6 in `preset`: data and hierarchy, flat and HAR models per defense, norm and seed (cached), Tables 5.3/5.6."
+def _hier_config(P) -> dict:
+    "The configuration `CFG` of Section 5.6 in preset `P`: data set, budgets, training and attack settings."
+    return P.pick(
+        tiny=dict(dataset='digits', eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=12, lr=0.05,
+                  batch_size=64, sched=None, opt_kw={}, n_eval=200, steps=(20, 200), steps_l2=50, seeds=(0,)),
+        small=dict(dataset='digits', eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=30, lr=0.05,
+                   batch_size=128, sched=None, opt_kw={}, n_eval=None, steps=(20, 200), steps_l2=50, seeds=P.seeds),
+        paper=dict(dataset='cifar100', eps=8/255, alpha=2/255, eps_l2=0.5, alpha_l2=0.125, beta=6.0, epochs=200, lr=0.1,
+                   batch_size=128, sched={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1},
+                   opt_kw={'weight_decay': 2e-4}, n_eval=1000, steps=(20, 200), steps_l2=50, seeds=P.seeds))
+
+def _load_task(name:str, P):
+    "(train dataset, test dataset, hierarchy) of data set `name` in preset `P` (CIFAR: with crop and flip augmentation)."
+    if name == 'digits': return digits('train', size=P.img_size), digits('test', size=P.img_size), DIGITS_HIERARCHY
+    from torchvision import transforms
+    aug = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+    return (vision_dataset(name, P.data_root, train=True, transform=aug), vision_dataset(name, P.data_root, train=False),
+            HIERARCHIES[name])
+
+def _defense_loss(name:str, CFG:dict, hierarchy, norm:str='linf'):
+    "The `fit` loss of training method `name` of Section 5.6.1 with the budget of `CFG` for `norm`."
+    eps, alpha = (CFG['eps'], CFG['alpha']) if norm == 'linf' else (CFG['eps_l2'], CFG['alpha_l2'])
+    kw = dict(eps=eps, alpha=alpha, steps=10, norm=norm)
+    losses = {'Standard': lambda: None, 'PGD10': lambda: pgd_at_loss(**kw), 'PGD10-T': lambda: targeted_pgd_at_loss(hierarchy, **kw),
+              'TRADES': lambda: trades_loss(beta=CFG['beta'], **kw)}
+    return losses[check_choice(name, losses, 'defense')]()
+
+# %% ../nbs/05_hierarchy.ipynb #6056a4dd
+class HierSetup:
+    "Section 5.6's setting in `preset`: configuration `CFG`, data, hierarchy and the flat model of each defense (cached)."
+    KINDS = ('Flat',)        # the kinds of model `model` trains (`HierExperiment` adds 'HAR')
     def __init__(self, preset:str|None=None, device=None, dataset:str|None=None):
         P = self.P = get_preset(preset)
         self.device = device or get_device()
-        self.CFG = CFG = P.pick(
-            tiny=dict(dataset='digits', eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=12, lr=0.05,
-                      batch_size=64, sched=None, opt_kw={}, n_eval=200, steps=(20, 200), steps_l2=50, seeds=(0,)),
-            small=dict(dataset='digits', eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=30, lr=0.05,
-                       batch_size=128, sched=None, opt_kw={}, n_eval=None, steps=(20, 200), steps_l2=50, seeds=P.seeds),
-            paper=dict(dataset='cifar100', eps=8/255, alpha=2/255, eps_l2=0.5, alpha_l2=0.125, beta=6.0, epochs=200, lr=0.1,
-                       batch_size=128, sched={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1},
-                       opt_kw={'weight_decay': 2e-4}, n_eval=1000, steps=(20, 200), steps_l2=50, seeds=P.seeds))
+        self.CFG = CFG = _hier_config(P)
         if dataset is not None: CFG['dataset'] = check_choice(dataset, HIERARCHIES, 'dataset')   # Table 5.5: cifar10, cifar5x5
         self.train_ds, self.test_ds, self.hier = self.load_task(CFG['dataset'])
         self.xte, self.yte = self.as_tensors(self.test_ds)                        # the whole test set (leaf/clean metrics)
         self.x_ev, self.y_ev = self.as_tensors(self.test_ds, CFG['n_eval'])       # the attacked subset
         self.n_in, self.n_cls = self.train_ds[0][0].shape, len(self.hier.meta_of)
         self.fit_kw = dict(epochs=CFG['epochs'], lr=CFG['lr'], opt='sgd_momentum', sched=CFG['sched'], opt_kw=CFG['opt_kw'], progress=False)
-        self._models = {}
-
+        self.models = {}     # (kind, defense, seed, norm) -> trained model
     def load_task(self, name:str):
         "(train dataset, test dataset, hierarchy) of the experiments."
-        if name == 'digits': return digits('train', size=self.P.img_size), digits('test', size=self.P.img_size), DIGITS_HIERARCHY
-        from torchvision import transforms
-        aug = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
-        return (vision_dataset(name, self.P.data_root, train=True, transform=aug), vision_dataset(name, self.P.data_root, train=False),
-                HIERARCHIES[name])
-
+        return _load_task(name, self.P)
     def as_tensors(self, ds, n:int|None=None, seed:int=0):
         "`n` random examples of `ds` (all if None) as tensors on the device."
         x, y = dataset_tensors(ds, n=n, seed=seed)
         return x.to(self.device), y.to(self.device)
-
     def flat_model(self) -> nn.Module:
         "The flat classifier: a 2x256 MLP (tiny, small) or ResNet-50 (paper)."
         n_in, k = self.n_in, self.n_cls
         return self.P.pick(tiny=lambda: MLP(n_in, (256, 256), k), small=lambda: MLP(n_in, (256, 256), k), paper=lambda: resnet50(k))()
-
-    def component(self, k:int) -> nn.Module:
-        "A HAR component with `k` outputs: a 2x96 MLP (tiny, small) or ResNet-10 (paper)."
-        n_in = self.n_in
-        return self.P.pick(tiny=lambda: MLP(n_in, (96, 96), k), small=lambda: MLP(n_in, (96, 96), k), paper=lambda: resnet10(k))()
-
-    def har_model(self) -> HAR:
-        "An untrained HAR network over the hierarchy (no leaf classifier for a one-class meta-class)."
-        H = self.hier
-        return HAR(self.component(H.n_meta), [self.component(len(i)) if len(i) > 1 else None for i in H.leaf_index], H)
-
     def defense_loss(self, name:str, norm:str='linf'):
         "The `fit` loss of a training method of Section 5.6.1."
-        CFG = self.CFG
-        eps, alpha = (CFG['eps'], CFG['alpha']) if norm == 'linf' else (CFG['eps_l2'], CFG['alpha_l2'])
-        kw = dict(eps=eps, alpha=alpha, steps=10, norm=norm)
-        losses = {'Standard': lambda: None, 'PGD10': lambda: pgd_at_loss(**kw), 'PGD10-T': lambda: targeted_pgd_at_loss(self.hier, **kw),
-                  'TRADES': lambda: trades_loss(beta=CFG['beta'], **kw)}
-        return losses[check_choice(name, losses, 'defense')]()
-
+        return _defense_loss(name, self.CFG, self.hier, norm)
     def train_flat(self, defense:str, norm:str='linf', seed:int=0) -> nn.Module:
         "A flat model trained with `defense` against `norm` perturbations."
         set_seed(seed); m = self.flat_model().to(self.device)
         fit(m, loaders(self.train_ds, batch_size=self.CFG['batch_size'], seed=seed), loss=self.defense_loss(defense, norm), seed=seed, **self.fit_kw)
         return m.eval()
-
-    def train_har_net(self, defense:str, norm:str='linf', seed:int=0) -> HAR:
-        "A HAR network whose components are all trained with `defense` against `norm` perturbations."
-        set_seed(seed); h = self.har_model().to(self.device)
-        train_har(h, self.train_ds, loss=self.defense_loss(defense, norm), batch_size=self.CFG['batch_size'], seed=seed, **self.fit_kw)
-        return h.eval()
-
+    def _train(self, kind:str, defense:str, norm:str, seed:int) -> nn.Module: return self.train_flat(defense, norm, seed)
     def model(self, kind:str, defense:str, seed:int=0, norm:str='linf') -> nn.Module:
-        "The trained `kind` ('Flat' or 'HAR') model of `defense`, `seed` and `norm` (trained once, then cached)."
-        key = (check_choice(kind, ('Flat', 'HAR'), 'kind'), defense, seed, norm)
-        if key not in self._models:
-            self._models[key] = (self.train_flat if kind == 'Flat' else self.train_har_net)(defense, norm, seed)
-        return self._models[key]
-
-    def train_all(self, seeds=None, norm:str='linf', flat=FLAT_DEFENSES, har=HAR_DEFENSES) -> dict:
-        "{(kind, defense, seed): model} for flat and HAR models trained against `norm` perturbations."
-        seeds = self.CFG['seeds'] if seeds is None else seeds
-        return {(k, d, s): self.model(k, d, s, norm) for s in seeds for k, ds in (('Flat', flat), ('HAR', har)) for d in ds}
-
-    def hier_row(self, model:nn.Module, x:Tensor, y:Tensor, *, norm:str='linf', steps=(20, 200)) -> dict:
-        "Meta-class accuracy of `model`: clean, untargeted PGD and hierarchical PGD (worst case) for each step count."
-        CFG, H = self.CFG, self.hier
-        eps, alpha = (CFG['eps'], CFG['alpha']) if norm == 'linf' else (CFG['eps_l2'], CFG['alpha_l2'])
-        row = {'Clean': meta_accuracy(model, x, y, H)}
-        for s in steps: row[f'PGD{s}'] = meta_accuracy(model, pgd(model, x, y, eps=eps, alpha=alpha, steps=s, norm=norm), y, H)
-        for s in steps:
-            row[f'Hier. PGD{s}'] = 1 - hierarchical_pgd(model, x, y, H, eps=eps, alpha=alpha, steps=s, norm=norm)[1].float().mean().item()
-        return row
-
-    def hier_table(self, models:dict, x:Tensor|None=None, y:Tensor|None=None, **kw) -> pd.DataFrame:
-        "Rows (kind, defense), averaged over the seeds, in percent (default: the attacked test subset)."
-        x, y = (self.x_ev, self.y_ev) if x is None else (x, y)
-        keys = sorted({(k, d) for k, d, _ in models}, key=lambda t: (t[0] != 'Flat', FLAT_DEFENSES.index(t[1])))
-        seeds = sorted({s for *_, s in models})
-        rows = {key: pd.DataFrame([self.hier_row(models[(*key, s)], x, y, **kw) for s in seeds]).mean() for key in keys}
-        return (pd.DataFrame(rows).T * 100).round(1)
-
-    def table_5_3(self) -> pd.DataFrame:
-        "Table 5.3: meta-class accuracy (%) of the flat and HAR models, clean and under untargeted and hierarchical PGD."
-        models = self.train_all()
-        set_seed(0)                                   # the attacks' random starts: the same table whatever ran before
-        return self.hier_table(models, steps=self.CFG['steps'])
-
-def table_5_3(preset:str|None=None) -> pd.DataFrame:
-    "Table 5.3 computed in `preset` (what `robust-nb reproduce 5.3` runs), with the thesis's column names."
-    t = HierExperiment(preset).table_5_3()
-    t.columns = [c.replace('Hier. ', 'Hierarchical ') if c.startswith('Hier.') else f'Untargeted {c}' if c.startswith('PGD') else c
-                 for c in t.columns]
-    return t.rename_axis(['Model', 'Method']).reset_index()
+        "The trained `kind` model of `defense`, `seed` and `norm` (trained once, then cached in `models`)."
+        key = (check_choice(kind, self.KINDS, 'kind'), defense, seed, norm)
+        if key not in self.models: self.models[key] = self._train(kind, defense, norm, seed)
+        return self.models[key]
 
 # %% ../nbs/05_hierarchy.ipynb #0e683568
 def _target_candidates(logits:Tensor, y:Tensor, meta:Tensor, order:str) -> tuple[Tensor, Tensor]:
@@ -232,6 +186,12 @@ def _target_candidates(logits:Tensor, y:Tensor, meta:Tensor, order:str) -> tuple
     cand = score.masked_fill(~other, float('-inf')).sort(dim=1, descending=True, stable=True).indices
     n_cand = other.sum(1)                                                       # valid candidates come first in `cand`
     return cand[:, :int(n_cand.max())], n_cand
+
+def _average_case_targets(cand:Tensor, n_cand:Tensor, generator:torch.Generator|None) -> tuple[Tensor, Tensor]:
+    "The average case: one uniform draw from each example's S, as candidates `(N, 1)` and their count `(N,)` (all ones)."
+    u = torch.rand(len(n_cand), generator=generator, device=generator.device if generator is not None else 'cpu')
+    pick = (u.to(n_cand.device) * n_cand).long().clamp(max=cand.shape[1] - 1)
+    return cand.gather(1, pick[:, None]), torch.ones_like(n_cand)
 
 def _succeeded(pred:Tensor, y:Tensor, target:Tensor, meta:Tensor, until:str) -> Tensor:
     "Line 6 of Alg. 5.1 (`until='target'`: prediction == target) or `until='meta'`: prediction outside z*."
@@ -255,6 +215,7 @@ def _hpgd_reference(model, x, y, meta, *, order, until, max_targets, fixed_targe
                 success[i] = True; break                                        # line 7: success
     return x_adv, success, tries                                                # S exhausted: failure
 
+# %% ../nbs/05_hierarchy.ipynb #553ea821
 def _hpgd_batched(model, x, y, meta, targets, n_cand, *, until, per_round, pgd_kw):
     "Alg. 5.1 for a whole batch: each round attacks the next `p` candidates of every example not yet successful."
     N, dev, k = len(x), x.device, 0
@@ -280,6 +241,20 @@ def _hpgd_batched(model, x, y, meta, targets, n_cand, *, until, per_round, pgd_k
         k += p
     return x_adv, success, tries
 
+# %% ../nbs/05_hierarchy.ipynb #847ec97c
+def _hpgd_options(*, strategy, order, until, steps, targets_per_round, max_targets, alpha, batched, generator):
+    "Validate `hierarchical_pgd`'s options; returns `(steps, per_round, max_targets, alpha)`."
+    check_choice(strategy, ('worst', 'average'), 'strategy'); check_choice(order, ('logit', 'index'), 'order')
+    check_choice(until, ('meta', 'target'), 'until')
+    steps = check_positive_int(steps, 'steps')
+    per_round = 'auto' if targets_per_round == 'auto' else check_positive_int(targets_per_round, 'targets_per_round')
+    if max_targets is not None: max_targets = check_positive_int(max_targets, 'max_targets')
+    if alpha is not None: alpha = check_eps(alpha, 'alpha')
+    check_bool(batched, 'batched')
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator got {type(generator).__name__}; expected a torch.Generator or None")
+    return steps, per_round, max_targets, alpha
+
 # %% ../nbs/05_hierarchy.ipynb #7212ce24
 @on_model_device
 def hierarchical_pgd(
@@ -304,15 +279,9 @@ def hierarchical_pgd(
 ):
     "Hierarchical PGD (5.1, Alg. 5.1): targeted PGD towards leaves of other meta-classes; returns `(x_adv, success)`."
     eps, norm = check_inputs(x, y, eps=eps, norm=norm)
-    check_choice(strategy, ('worst', 'average'), 'strategy'); check_choice(order, ('logit', 'index'), 'order')
-    check_choice(until, ('meta', 'target'), 'until')
-    steps = check_positive_int(steps, 'steps')
-    per_round = 'auto' if targets_per_round == 'auto' else check_positive_int(targets_per_round, 'targets_per_round')
-    if max_targets is not None: max_targets = check_positive_int(max_targets, 'max_targets')
-    if alpha is not None: alpha = check_eps(alpha, 'alpha')
-    check_bool(batched, 'batched')
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator got {type(generator).__name__}; expected a torch.Generator or None")
+    steps, per_round, max_targets, alpha = _hpgd_options(
+        strategy=strategy, order=order, until=until, steps=steps, targets_per_round=targets_per_round,
+        max_targets=max_targets, alpha=alpha, batched=batched, generator=generator)
     logits = _checked_logits(model, x, y, hierarchy)
     meta = _meta_of(hierarchy, y)
     if hierarchy.n_meta < 2: raise ValueError(f"hierarchy has {hierarchy.n_meta} meta-class; expected at least 2")
@@ -320,22 +289,33 @@ def hierarchical_pgd(
     x = x.detach()
     with eval_guard(model):
         cand, n_cand = _target_candidates(logits, y, meta, order)
-        fixed = None
-        if strategy == 'average':                                               # one uniform draw from S per example
-            u = torch.rand(len(y), generator=generator, device=generator.device if generator is not None else 'cpu')
-            pick = (u.to(y.device) * n_cand).long().clamp(max=cand.shape[1] - 1)
-            cand = fixed = cand.gather(1, pick[:, None]); n_cand = torch.ones_like(n_cand)
+        if strategy == 'average': cand, n_cand = _average_case_targets(cand, n_cand, generator)
         elif max_targets is not None: cand, n_cand = cand[:, :max_targets], n_cand.clamp(max=max_targets)
         if batched: out = _hpgd_batched(model, x, y, meta, cand, n_cand, until=until, per_round=per_round, pgd_kw=pgd_kw)
         else: out = _hpgd_reference(model, x, y, meta, order=order, until=until, max_targets=max_targets,
-                                    fixed_targets=fixed, pgd_kw=pgd_kw)
+                                    fixed_targets=cand if strategy == 'average' else None, pgd_kw=pgd_kw)
     return out if return_tries else out[:2]
 
-# %% ../nbs/05_hierarchy.ipynb #6ec528fa
+# %% ../nbs/05_hierarchy.ipynb #48532749
 class _OneLeaf(nn.Module):
     "The leaf classifier of a meta-class with a single leaf: one constant score, so log L = 0."
     def forward(self, x): return x.new_zeros(len(x), 1)
 
+def _checked_leaf_models(meta_model, leaf_models, hierarchy) -> list:
+    "The leaf classifiers as a list (a `_OneLeaf` for each `None`), after checking them against `hierarchy`."
+    _check_hierarchy(hierarchy)
+    if not isinstance(meta_model, nn.Module): raise ValueError(f"meta_model got {type(meta_model).__name__}; expected a torch.nn.Module")
+    leaf_models = list(leaf_models)
+    if len(leaf_models) != hierarchy.n_meta:
+        raise ValueError(f"leaf_models got {len(leaf_models)} classifiers; expected one per meta-class ({hierarchy.n_meta})")
+    for i, (m, idx) in enumerate(zip(leaf_models, hierarchy.leaf_index)):
+        if m is None and len(idx) != 1:
+            raise ValueError(f"leaf_models[{i}] got None but meta-class {i} has {len(idx)} leaves; expected a classifier")
+        if m is not None and not isinstance(m, nn.Module):
+            raise ValueError(f"leaf_models[{i}] got {type(m).__name__}; expected a torch.nn.Module or None")
+    return [_OneLeaf() if m is None else m for m in leaf_models]
+
+# %% ../nbs/05_hierarchy.ipynb #6ec528fa
 class HAR(nn.Module):
     "Hierarchical Adversarially Robust network (5.2): log F(x)_y = log M(x)_z(y) + log L_z(y)(x)_y, in class order."
     def __init__(self,
@@ -343,18 +323,9 @@ class HAR(nn.Module):
                  leaf_models:Sequence,  # per meta-class i: scores over `hierarchy.leaf_index[i]` in that order (`None`: single leaf)
                  hierarchy):            # a `robust_nb.data.Hierarchy`
         super().__init__()
-        _check_hierarchy(hierarchy)
-        if not isinstance(meta_model, nn.Module): raise ValueError(f"meta_model got {type(meta_model).__name__}; expected a torch.nn.Module")
-        leaf_models = list(leaf_models)
-        if len(leaf_models) != hierarchy.n_meta:
-            raise ValueError(f"leaf_models got {len(leaf_models)} classifiers; expected one per meta-class ({hierarchy.n_meta})")
-        for i, (m, idx) in enumerate(zip(leaf_models, hierarchy.leaf_index)):
-            if m is None and len(idx) != 1:
-                raise ValueError(f"leaf_models[{i}] got None but meta-class {i} has {len(idx)} leaves; expected a classifier")
-            if m is not None and not isinstance(m, nn.Module):
-                raise ValueError(f"leaf_models[{i}] got {type(m).__name__}; expected a torch.nn.Module or None")
+        leaves = _checked_leaf_models(meta_model, leaf_models, hierarchy)
         self.hierarchy, self.meta = hierarchy, meta_model
-        self.leaves = nn.ModuleList([_OneLeaf() if m is None else m for m in leaf_models])
+        self.leaves = nn.ModuleList(leaves)
         order = torch.cat([torch.as_tensor(i, dtype=torch.long) for i in hierarchy.leaf_index])
         self.register_buffer('inv_order', order.argsort(), persistent=False)   # grouped position -> class order
 
@@ -438,8 +409,7 @@ def train_har(
     **fit_kw,                 # passed to `fit` (opt, sched, opt_kw, progress, ...)
 ) -> list:
     "Train the meta-classifier on {x, z} and each leaf classifier on its subset {x, y}, independently (5.5.3); returns `fit` histories."
-    from robust_nb.train import fit, dist_env, setup_distributed
-    from robust_nb.data import loaders
+    from robust_nb.train import dist_env, setup_distributed
     import torch.distributed as dist
     if not isinstance(har_model, HAR): raise ValueError(f"har_model got {type(har_model).__name__}; expected a HAR network")
     comps = [har_model.meta, *har_model.leaves]
@@ -460,3 +430,54 @@ def train_har(
     try: _broadcast_components(comps, world); dist.barrier()   # every rank done before the group goes
     finally: dist.destroy_process_group()
     return hist
+
+# %% ../nbs/05_hierarchy.ipynb #9c043526
+class HierExperiment(HierSetup):
+    "Section 5.6 in `preset`: `HierSetup`'s data and flat models, HAR networks per defense, norm and seed (cached), Tables 5.3/5.6."
+    KINDS = ('Flat', 'HAR')
+    def component(self, k:int) -> nn.Module:
+        "A HAR component with `k` outputs: a 2x96 MLP (tiny, small) or ResNet-10 (paper)."
+        n_in = self.n_in
+        return self.P.pick(tiny=lambda: MLP(n_in, (96, 96), k), small=lambda: MLP(n_in, (96, 96), k), paper=lambda: resnet10(k))()
+    def har_model(self) -> HAR:
+        "An untrained HAR network over the hierarchy (no leaf classifier for a one-class meta-class)."
+        H = self.hier; return HAR(self.component(H.n_meta), [self.component(len(i)) if len(i) > 1 else None for i in H.leaf_index], H)
+    def train_har_net(self, defense:str, norm:str='linf', seed:int=0) -> HAR:
+        "A HAR network whose components are all trained with `defense` against `norm` perturbations."
+        set_seed(seed); h = self.har_model().to(self.device)
+        train_har(h, self.train_ds, loss=self.defense_loss(defense, norm), batch_size=self.CFG['batch_size'], seed=seed, **self.fit_kw)
+        return h.eval()
+    def _train(self, kind, defense, norm, seed): return self.train_har_net(defense, norm, seed) if kind == 'HAR' else super()._train(kind, defense, norm, seed)
+    def train_all(self, seeds=None, norm:str='linf', flat=FLAT_DEFENSES, har=HAR_DEFENSES) -> dict:
+        "{(kind, defense, seed): model} for flat and HAR models trained against `norm` perturbations."
+        seeds = self.CFG['seeds'] if seeds is None else seeds
+        return {(k, d, s): self.model(k, d, s, norm) for s in seeds for k, ds in (('Flat', flat), ('HAR', har)) for d in ds}
+    def hier_row(self, model:nn.Module, x:Tensor, y:Tensor, *, norm:str='linf', steps=(20, 200)) -> dict:
+        "Meta-class accuracy of `model`: clean, untargeted PGD and hierarchical PGD (worst case) for each step count."
+        CFG, H = self.CFG, self.hier
+        eps, alpha = (CFG['eps'], CFG['alpha']) if norm == 'linf' else (CFG['eps_l2'], CFG['alpha_l2'])
+        row = {'Clean': meta_accuracy(model, x, y, H)}
+        for s in steps: row[f'PGD{s}'] = meta_accuracy(model, pgd(model, x, y, eps=eps, alpha=alpha, steps=s, norm=norm), y, H)
+        for s in steps:
+            row[f'Hier. PGD{s}'] = 1 - hierarchical_pgd(model, x, y, H, eps=eps, alpha=alpha, steps=s, norm=norm)[1].float().mean().item()
+        return row
+    def hier_table(self, models:dict, x:Tensor|None=None, y:Tensor|None=None, **kw) -> pd.DataFrame:
+        "Rows (kind, defense), averaged over the seeds, in percent (default: the attacked test subset)."
+        x, y = (self.x_ev, self.y_ev) if x is None else (x, y)
+        keys = sorted({(k, d) for k, d, _ in models}, key=lambda t: (t[0] != 'Flat', FLAT_DEFENSES.index(t[1])))
+        seeds = sorted({s for *_, s in models})
+        rows = {key: pd.DataFrame([self.hier_row(models[(*key, s)], x, y, **kw) for s in seeds]).mean() for key in keys}
+        return (pd.DataFrame(rows).T * 100).round(1)
+    def table_5_3(self) -> pd.DataFrame:
+        "Table 5.3: meta-class accuracy (%) of the flat and HAR models, clean and under untargeted and hierarchical PGD."
+        models = self.train_all()
+        set_seed(0)                                   # the attacks' random starts: the same table whatever ran before
+        return self.hier_table(models, steps=self.CFG['steps'])
+
+# %% ../nbs/05_hierarchy.ipynb #c921d5b0
+def table_5_3(preset:str|None=None) -> pd.DataFrame:
+    "Table 5.3 computed in `preset` (what `robust-nb reproduce 5.3` runs), with the thesis's column names."
+    t = HierExperiment(preset).table_5_3()
+    t.columns = [c.replace('Hier. ', 'Hierarchical ') if c.startswith('Hier.') else f'Untargeted {c}' if c.startswith('PGD') else c
+                 for c in t.columns]
+    return t.rename_axis(['Model', 'Method']).reset_index()

@@ -12,7 +12,7 @@ from robust_nb.models import MLP
 from robust_nb.train import fit
 from robust_nb.attacks import pgd
 from robust_nb.hierarchy import (hierarchical_pgd, is_hierarchical_adversarial, HAR, meta_accuracy,
-                                 p_meta_given_wrong_leaf, pgd_meta, train_har)
+                                 p_meta_given_wrong_leaf, pgd_meta, train_har, HierSetup, HierExperiment)
 
 H = DIGITS_HIERARCHY
 EPS, ALPHA = 0.15, 0.0375
@@ -31,23 +31,53 @@ def model(data):
 
 def _rate(s): return s.float().mean().item()
 
+@pytest.fixture(scope='module')
+def cnn(data):
+    "A small CNN with max-pooling (the benchmark's architecture, narrower), trained briefly on the digits."
+    set_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                      nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+    fit(m, loaders(data[0], batch_size=64, seed=0), epochs=3, lr=0.05, opt='sgd_momentum', progress=False, device='cpu')
+    return m.eval()
+
+def _assert_same(out_b, out_r, what):
+    "Batched and reference outputs `(x_adv, success, tries)` agree example by example; the message lists where they do not."
+    (xb, sb, tb), (xr, sr, tr) = out_b, out_r
+    bad = ((sb != sr) | (tb != tr)).nonzero().squeeze(1).tolist()
+    assert not bad, f"{what}: examples {bad} differ: success {sb[bad].tolist()} vs {sr[bad].tolist()}, tries {tb[bad].tolist()} vs {tr[bad].tolist()}"
+    torch.testing.assert_close(xb, xr, atol=1e-9, rtol=0, msg=lambda m: f"{what}: x_adv differs\n{m}")
+
+def _assert_not_vacuous(y, success, tries):
+    "The comparison exercises every path of Alg. 5.1: first-try successes, later successes, and failures after all of S."
+    size_S = (H.meta_of[None, :] != H.meta_of[y][:, None]).sum(1)                 # |S|: leaves outside the true meta-class
+    first, later, failed = int((success & (tries == 1)).sum()), int((success & (tries > 1)).sum()), int((~success).sum())
+    exhausted = int((~success & (tries == size_S)).sum())
+    assert first > 0 and later > 0 and exhausted > 0, (f"the comparison needs successes at the first candidate ({first}), "
+        f"successes at a later one ({later}) and failures that tried all of S ({exhausted} of {failed} failures)")
+
 @pytest.mark.parametrize('until', ['meta', 'target'])
 @pytest.mark.parametrize('norm', ['linf', 'l2'])
 def test_batched_equals_reference_deterministic(model, data, until, norm):
     "Without random starts (float64), the batched attack reproduces the literal Alg. 5.1 example by example."
     _, x, y = data
     m, x = copy.deepcopy(model).double(), x[:40].double()
-    eps, alpha = (EPS, ALPHA) if norm == 'linf' else (0.75, 0.19)
+    eps, alpha = (EPS, ALPHA) if norm == 'linf' else (1.0, 0.25)     # l2: a budget with all three outcomes
     kw = dict(eps=eps, alpha=alpha, steps=10, norm=norm, until=until, random_start=False, return_tries=True)
-    xb, sb, tb = hierarchical_pgd(m, x, y[:40], H, batched=True, **kw)
-    xr, sr, tr = hierarchical_pgd(m, x, y[:40], H, batched=False, **kw)
-    assert 0 < _rate(sb) < 1, "the test needs both successes and failures"
-    assert torch.equal(sb, sr) and torch.equal(tb, tr)
-    torch.testing.assert_close(xb, xr, atol=1e-9, rtol=0)
+    ref = hierarchical_pgd(m, x, y[:40], H, batched=False, **kw)
+    _assert_not_vacuous(y[:40], ref[1], ref[2])
+    _assert_same(hierarchical_pgd(m, x, y[:40], H, batched=True, **kw), ref, 'auto')
     for p in (1, 4):
-        xp, sp, tp = hierarchical_pgd(m, x, y[:40], H, batched=True, targets_per_round=p, **kw)
-        assert torch.equal(sp, sb) and torch.equal(tp, tb)
-        torch.testing.assert_close(xp, xb, atol=1e-9, rtol=0)
+        _assert_same(hierarchical_pgd(m, x, y[:40], H, batched=True, targets_per_round=p, **kw), ref, f'{p} per round')
+
+def test_batched_equals_reference_cnn(cnn, data):
+    "The same on a CNN with max-pooling, the benchmark's case (a different code path for batched convolutions)."
+    _, x, y = data
+    m, x = copy.deepcopy(cnn).double(), x[:48].double()
+    kw = dict(eps=EPS, alpha=ALPHA, steps=10, random_start=False, return_tries=True)
+    ref = hierarchical_pgd(m, x, y[:48], H, batched=False, **kw)
+    _assert_not_vacuous(y[:48], ref[1], ref[2])
+    for p in ('auto', 1, 3):
+        _assert_same(hierarchical_pgd(m, x, y[:48], H, targets_per_round=p, **kw), ref, f'{p} per round')
 
 def test_batched_equals_reference_average_and_max_targets(model, data):
     _, x, y = data
@@ -172,6 +202,16 @@ def test_validation(model, data, call, msg):
     _, x, y = data
     with pytest.raises(ValueError, match=None) as e: call(model, x, y)
     assert msg in str(e.value), str(e.value)
+
+def test_experiment_kinds_and_cache():
+    "HierSetup trains flat models only; HierExperiment adds HAR; a cached model is returned, not trained again."
+    setup, ex = HierSetup('tiny', device='cpu'), HierExperiment('tiny', device='cpu')
+    with pytest.raises(ValueError, match=r"kind got 'HAR'; expected one of \('Flat',\)"): setup.model('HAR', 'Standard')
+    with pytest.raises(ValueError, match="kind got 'MLP'"): ex.model('MLP', 'Standard')
+    with pytest.raises(ValueError, match="defense got 'PGD7'"): ex.defense_loss('PGD7')
+    assert ex.CFG == setup.CFG and torch.equal(ex.x_ev, setup.x_ev) and ex.hier is setup.hier
+    cached = nn.Identity(); ex.models[('HAR', 'Standard', 0, 'linf')] = cached
+    assert ex.model('HAR', 'Standard') is cached
 
 def test_train_har_components_independent(data):
     "train_har == fitting each component by hand on its own subset (meta labels / positions within the group)."
