@@ -6,15 +6,18 @@
 from __future__ import annotations
 import math
 from typing import Callable
+from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+import torch.autograd.forward_ad as fwAD
+from torch.autograd.function import once_differentiable
 from .core import check_inputs, check_eps, check_choice, check_positive_int
 from .attacks import pgd, random_in_ball, _check_model
 
 # %% auto #0
-__all__ = ['ESTIMATORS', 'INITS', 'SOAR_METHODS', 'foar_regularizer', 'hvp', 'hvp_fd', 'soar_regularizer', 'soar_loss',
-           'foar_loss', 'soar_objective', 'SoarExperiment', 'table_3_2']
+__all__ = ['GRAD_METHODS', 'ESTIMATORS', 'INITS', 'SOAR_METHODS', 'foar_regularizer', 'hvp', 'hvp_fd', 'soar_regularizer',
+           'soar_loss', 'foar_loss', 'soar_objective', 'SoarExperiment', 'table_3_2']
 
 # %% ../nbs/03_soar.ipynb #c722deb2
 def _check_h(h) -> float:
@@ -86,6 +89,55 @@ def hvp_fd(loss_fn:Callable, # x -> per-example losses (N,) or their sum
     vt = v / _bcast(nv.clamp_min(torch.finfo(v.dtype).tiny), v)
     return _bcast(nv, v) * (_grad(loss_fn, x + h * vt, False) - _grad(loss_fn, x, False)) / h
 
+# %% ../nbs/03_soar.ipynb #d7159044
+GRAD_METHODS = ('double_backprop', 'jvp')
+
+def _rng_state(device) -> tuple:
+    "The random state a forward pass on `device` draws from (dropout masks)."
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == 'cuda' else None)
+
+@contextmanager
+def _replay(model:nn.Module, modes:list, rng:tuple, device):
+    "Run `model` in the recorded module modes and random state; afterwards its modes, buffers and the random state are as before."
+    now, saved = [m.training for m in model.modules()], [b.detach().clone() for b in model.buffers()]
+    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+        torch.set_rng_state(rng[0])
+        if rng[1] is not None: torch.cuda.set_rng_state(rng[1], device)
+        for m, t in zip(model.modules(), modes): m.training = t
+        try: yield
+        finally:
+            for m, t in zip(model.modules(), now): m.training = t
+            with torch.no_grad():
+                for b, s in zip(model.buffers(), saved): b.copy_(s)
+
+# %% ../nbs/03_soar.ipynb #eea6f378
+class _InputGradsJVP(torch.autograd.Function):
+    "Per-example losses and input gradients at `x`; the backward gives their parameter gradient by forward over reverse."
+    @staticmethod
+    def forward(ctx, model, x, y, *params):
+        ctx.model, ctx.params, ctx.modes, ctx.rng = model, params, [m.training for m in model.modules()], _rng_state(x.device)
+        ctx.save_for_backward(x, y)
+        loss, g = _loss_and_input_grad(model, x, y)
+        return loss.detach(), g
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, w, a):       # w = dJ/d loss (N,), a = dJ/dg (N, ...)
+        x, y = ctx.saved_tensors
+        with _replay(ctx.model, ctx.modes, ctx.rng, x.device), torch.enable_grad(), fwAD.dual_level():
+            c = fwAD.make_dual(torch.ones_like(w), w)                   # weights 1 + t w: the loss term rides along
+            loss = F.cross_entropy(ctx.model(fwAD.make_dual(x, a)), y, reduction='none')
+            grads = torch.autograd.grad((c * loss).sum(), ctx.params, allow_unused=True)
+            tangents = [None if q is None else fwAD.unpack_dual(q).tangent for q in grads]
+        return (None, None, None, *(torch.zeros_like(p) if t is None else t for p, t in zip(ctx.params, tangents)))
+
+def _input_grads(model, x:Tensor, y:Tensor, grad_method:str='double_backprop') -> tuple[Tensor, Tensor]:
+    "Per-example losses and input gradients at `x`, differentiable w.r.t. the parameters by `grad_method`."
+    params = [p for p in model.parameters() if p.requires_grad]
+    if grad_method == 'jvp' and torch.is_grad_enabled() and params:
+        return _InputGradsJVP.apply(model, x.detach(), y, *params)
+    return _loss_and_input_grad(model, x, y)
+
 # %% ../nbs/03_soar.ipynb #d18c6100
 ESTIMATORS = ('mean', 'rms')
 
@@ -93,35 +145,41 @@ def _draw_z(x:Tensor, n:int) -> tuple[Tensor, Tensor]:
     "n directions z = [z_d; z_1] ~ N(0, I_{d+1}) per example: z_d (n, N, ...), z_1 (n, N)."
     return torch.randn((n, *x.shape), device=x.device, dtype=x.dtype), torch.randn((n, x.shape[0]), device=x.device, dtype=x.dtype)
 
-def _soar_terms(model, x:Tensor, y:Tensor, *, eps:float, h:float, n_samples:int, estimator:str, norm:str):
-    "Per-example loss at `x` and R(x; z, h, eps) of (3.12) from one batched forward and one double-backprop-ready backward."
-    N, d = x.shape[0], x[0].numel()
-    z_d, z_1 = _draw_z(x, n_samples)
+def _hz_norm(g:Tensor, z_d:Tensor, z_1:Tensor, h:float, estimator:str) -> Tensor:
+    "||Hz|| of (3.12) per example from the input gradients `g` (n+1, N, d) at x and at the n points x + h z~, over the n draws."
     zn = z_d.flatten(2).norm(dim=2)                                            # ||z_d|| (n, N)
-    pts = torch.cat([x[None], x[None] + h * z_d / _bcast(zn, z_d)]).flatten(0, 1)  # x and x + h z~ : ((n+1)N, ...)
-    loss, g = _loss_and_input_grad(model, pts, y.repeat(n_samples + 1))
-    g = g.view(n_samples + 1, N, d)
     g0, gh = g[0], g[1:]
     top = _bcast(zn, gh) * (gh - g0) / h + z_1[..., None] * g0                # Hessian block of Hz by (3.11)
     bottom = (g0 * z_d.flatten(2)).sum(-1) + z_1                               # last entry of Hz
     Hz2 = top.pow(2).sum(-1) + bottom.pow(2)                                   # ||Hz||^2 (n, N)
-    factor = ((d if norm == 'linf' else 1) * eps**2 + 1) / 2
     tiny = torch.finfo(Hz2.dtype).tiny
-    Hz = Hz2.clamp_min(tiny).sqrt().mean(0) if estimator == 'mean' else Hz2.mean(0).clamp_min(tiny).sqrt()
-    return loss[:N], factor * Hz
+    return Hz2.clamp_min(tiny).sqrt().mean(0) if estimator == 'mean' else Hz2.mean(0).clamp_min(tiny).sqrt()
 
+def _soar_terms(model, x:Tensor, y:Tensor, *, eps:float, h:float, n_samples:int, estimator:str, norm:str,
+                grad_method:str='double_backprop'):
+    "Per-example loss at `x` and R(x; z, h, eps) of (3.12) from one batched forward and one backward."
+    N, d = x.shape[0], x[0].numel()
+    z_d, z_1 = _draw_z(x, n_samples)
+    zn = z_d.flatten(2).norm(dim=2)
+    pts = torch.cat([x[None], x[None] + h * z_d / _bcast(zn, z_d)]).flatten(0, 1)  # x and x + h z~ : ((n+1)N, ...)
+    loss, g = _input_grads(model, pts, y.repeat(n_samples + 1), grad_method)
+    factor = ((d if norm == 'linf' else 1) * eps**2 + 1) / 2
+    return loss[:N], factor * _hz_norm(g.view(n_samples + 1, N, d), z_d, z_1, h, estimator)
+
+# %% ../nbs/03_soar.ipynb #43651a6c
 def soar_regularizer(model:nn.Module, x:Tensor, y:Tensor, *,
                      eps:float,              # radius of the ball the bound is for (SOAR's loss uses eps/2)
                      h:float=0.01,           # finite-difference step of (3.11)
                      n_samples:int=1,        # directions z ~ N(0, I_{d+1}) averaged over (App. 3.B)
                      estimator:str='mean',   # 'mean': E||Hz|| as in (3.8); 'rms': sqrt E||Hz||^2 = ||H||_F (the bound that holds)
                      norm:str='linf',        # 'linf': factor (d eps^2 + 1)/2 (Cor. 3.3.2); 'l2': (eps^2 + 1)/2
+                     grad_method:str='double_backprop', # parameter gradient: 'double_backprop' (the thesis's) or 'jvp' (forward over reverse, same gradient)
                     ) -> Tensor:
     "SOAR regulariser R(x; z, h, eps) of (3.12) per example `(N,)`, averaged over `n_samples` draws of z; differentiable w.r.t. the parameters."
     eps, norm = check_inputs(x, y, eps=eps, norm=norm); _check_model(model)
     h, n_samples = _check_h(h), check_positive_int(n_samples, 'n_samples')
-    check_choice(estimator, ESTIMATORS, 'estimator')
-    return _soar_terms(model, x, y, eps=eps, h=h, n_samples=n_samples, estimator=estimator, norm=norm)[1]
+    check_choice(estimator, ESTIMATORS, 'estimator'); check_choice(grad_method, GRAD_METHODS, 'grad_method')
+    return _soar_terms(model, x, y, eps=eps, h=h, n_samples=n_samples, estimator=estimator, norm=norm, grad_method=grad_method)[1]
 
 # %% ../nbs/03_soar.ipynb #8d70fd88
 INITS = ('pgd1', 'rand', 'zero')
@@ -146,6 +204,7 @@ def _check_loss_args(model, x, y, eps, norm, init, clip):
         if clip <= 0: raise ValueError(f"clip got {clip!r}; expected a finite number > 0 or None")
     return eps, norm, clip
 
+# %% ../nbs/03_soar.ipynb #59d919fe
 def soar_loss(model:nn.Module, x:Tensor, y:Tensor, *,
               eps:float,              # radius of the ball to be robust in (8/255 in the thesis)
               h:float=0.01,           # finite-difference step of (3.11)
@@ -154,15 +213,17 @@ def soar_loss(model:nn.Module, x:Tensor, y:Tensor, *,
               n_samples:int=1,        # directions z per example (App. 3.B)
               estimator:str='mean',   # 'mean' (thesis) or 'rms' (the corrected bound), see `soar_regularizer`
               norm:str='linf',        # ball of the attack and of the bound
+              grad_method:str='double_backprop', # parameter gradient: 'double_backprop' (the thesis's) or 'jvp' (forward over reverse, same gradient)
              ) -> Tensor:
     "Algorithm 3.1's pointwise objective (3.14): `loss(x', y) + R(x'; z, h, eps/2)` per example `(N,)`, x' the PGD1 point."
     eps, norm, clip = _check_loss_args(model, x, y, eps, norm, init, clip)
     h, n_samples = _check_h(h), check_positive_int(n_samples, 'n_samples')
-    check_choice(estimator, ESTIMATORS, 'estimator')
+    check_choice(estimator, ESTIMATORS, 'estimator'); check_choice(grad_method, GRAD_METHODS, 'grad_method')
     x0, radius = _start_point(model, x, y, eps=eps, init=init, norm=norm)
-    loss, R = _soar_terms(model, x0, y, eps=radius, h=h, n_samples=n_samples, estimator=estimator, norm=norm)
+    loss, R = _soar_terms(model, x0, y, eps=radius, h=h, n_samples=n_samples, estimator=estimator, norm=norm, grad_method=grad_method)
     return loss + _clip(R, clip)
 
+# %% ../nbs/03_soar.ipynb #f533a1f2
 def foar_loss(model:nn.Module, x:Tensor, y:Tensor, *,
               eps:float,              # radius of the ball to be robust in
               init:str='pgd1',        # 'pgd1' (the FOAR baseline of Section 3.4), 'rand' or 'zero' (Table 3.8)
@@ -192,24 +253,68 @@ from .defenses import pgd_at_loss, trades_loss, mart_loss
 
 SOAR_METHODS = ('Standard', 'PGD10', 'TRADES', 'MART', 'FOAR', 'SOAR')
 
-class SoarExperiment:
-    "Section 3.4 / App. 3.A in `preset`: data, models, pre-training and fine-tuning with each method (models cached)."
+def _soar_config(P) -> dict:
+    "The settings of Section 3.4 / App. 3.A in preset `P`: radius, epochs, learning rates, attack budgets."
+    C = dict(
+        eps=P.pick(tiny=0.2, small=0.2, paper=8 / 255),
+        pre_epochs=P.pick(tiny=20, small=40, paper=200), pre_lr=P.pick(tiny=0.05, small=0.05, paper=0.1),
+        pre_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
+        ft_epochs=P.pick(tiny=25, small=60, paper=200),
+        lr=P.pick(tiny=0.01, small=0.01, paper=0.1),            # PGD10, TRADES, MART, FOAR, Standard fine-tuning
+        soar_lr=P.pick(tiny=0.002, small=0.002, paper=0.004),   # App. 3.A: SOAR 0.004, decayed at epoch 100
+        ft_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100], 'gamma': 0.1}),
+        restarts=P.pick(tiny=5, small=10, paper=50), long_steps=P.pick(tiny=(100,), small=(100, 200), paper=(100, 200, 1000)),
+        simba_queries=P.pick(tiny=500, small=1000, paper=1000),
+        beta=6.0,
+    )
+    C['alpha'] = C['eps'] / 4
+    return C
+
+# %% ../nbs/03_soar.ipynb #0c90b014
+def _soar_split(P, train:bool):
+    "The training or test split of preset `P`'s dataset."
+    if P.dataset == 'digits': return digits('train' if train else 'test', size=P.img_size)
+    return vision_dataset(P.dataset, P.data_root, train=train)
+
+def _soar_model(P, arch:str, in_shape:tuple, device, seed:int=0) -> nn.Module:
+    "A fresh model for inputs of `in_shape`: preset `P`'s architecture (MLP / small CNN / ResNet-10 without BN) or `arch`."
+    set_seed(seed)
+    arch = P.pick(tiny='mlp', small='cnn', paper='resnet10') if arch == 'default' else arch
+    c = in_shape[0]
+    build = {'mlp': lambda: MLP(in_shape, hidden=(256, 256)), 'mlp_wide': lambda: MLP(in_shape, hidden=(1024, 1024, 1024)),
+             'cnn': lambda: nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
+                                          nn.Flatten(), nn.LazyLinear(128), nn.ReLU(), nn.Linear(128, 10)),
+             'cnn6': lambda: cnn6(10, c, bn=False), 'cnn8': lambda: cnn8(10, c, bn=False),
+             'resnet10': lambda: resnet10(10, c, bn=False)}
+    model = build[check_choice(arch, build, 'arch')]().to(device)     # cnn6/cnn8 without BN come with He init
+    with torch.no_grad(): model(torch.zeros(1, *in_shape, device=device))      # materialise lazy layers
+    return model
+
+# %% ../nbs/03_soar.ipynb #10e73083
+def _method_loss(C:dict, method:str, *, eps:float|None=None, norm:str='linf', init:str='pgd1'):
+    "The `loss(model, x, y)` that fine-tunes with `method` under settings `C` (None: cross-entropy)."
+    eps = C['eps'] if eps is None else eps
+    at = dict(eps=eps, alpha=eps / 4, steps=10, norm=norm)
+    losses = {'Standard': lambda: None, 'PGD10': lambda: pgd_at_loss(**at), 'TRADES': lambda: trades_loss(beta=C['beta'], **at),
+              'MART': lambda: mart_loss(beta=C['beta'], **at), 'FOAR': lambda: partial(foar_loss, eps=eps, init=init, norm=norm),
+              'SOAR': lambda: partial(soar_loss, eps=eps, init=init)}
+    return losses[check_choice(method, losses, 'method')]()
+
+def _white_box(C:dict, model:nn.Module, data:tuple) -> dict:
+    "Accuracy of `model` on `data` = (x, y) under the white-box attacks of Table 3.2 (fractions)."
+    e, a = C['eps'], C['alpha']
+    row = {'Clean': evaluate(model, data), 'FGSM': evaluate(model, data, fgsm, eps=e),
+           'PGD20': evaluate(model, data, pgd, eps=e, alpha=a, steps=20)}
+    for k in C['long_steps']: row[f'PGD{k}'] = evaluate(model, data, pgd, eps=e, alpha=a, steps=k)
+    row[f"PGD20-{C['restarts']}"] = evaluate(model, data, pgd, eps=e, alpha=a, steps=20, restarts=C['restarts'])
+    return row
+
+# %% ../nbs/03_soar.ipynb #658ac02a
+class _SoarSetup:
+    "The preset's settings, data and models, and how a model is trained (App. 3.A)."
     def __init__(self, preset:str|None=None, device=None):
         P = self.P = get_preset(preset)
-        self.device = device or get_device()
-        self.C = C = dict(
-            eps=P.pick(tiny=0.2, small=0.2, paper=8 / 255),
-            pre_epochs=P.pick(tiny=20, small=40, paper=200), pre_lr=P.pick(tiny=0.05, small=0.05, paper=0.1),
-            pre_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
-            ft_epochs=P.pick(tiny=25, small=60, paper=200),
-            lr=P.pick(tiny=0.01, small=0.01, paper=0.1),            # PGD10, TRADES, MART, FOAR, Standard fine-tuning
-            soar_lr=P.pick(tiny=0.002, small=0.002, paper=0.004),   # App. 3.A: SOAR 0.004, decayed at epoch 100
-            ft_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100], 'gamma': 0.1}),
-            restarts=P.pick(tiny=5, small=10, paper=50), long_steps=P.pick(tiny=(100,), small=(100, 200), paper=(100, 200, 1000)),
-            simba_queries=P.pick(tiny=500, small=1000, paper=1000),
-            beta=6.0,
-        )
-        C['alpha'] = C['eps'] / 4
+        self.device, self.C = device or get_device(), _soar_config(P)
         self.train_ds = self.split(True)
         self.x_te, self.y_te = (t.to(self.device) for t in dataset_tensors(self.split(False), n=P.n_test))
         self.in_shape = tuple(self.x_te.shape[1:])
@@ -217,23 +322,11 @@ class SoarExperiment:
 
     def split(self, train:bool):
         "The training or test split of the preset's dataset."
-        P = self.P
-        if P.dataset == 'digits': return digits('train' if train else 'test', size=P.img_size)
-        return vision_dataset(P.dataset, P.data_root, train=train)
+        return _soar_split(self.P, train)
 
     def make_model(self, arch:str='default', seed:int=0) -> nn.Module:
         "A fresh model: the preset's architecture (MLP / small CNN / ResNet-10 without BN) or `arch`."
-        set_seed(seed)
-        arch = self.P.pick(tiny='mlp', small='cnn', paper='resnet10') if arch == 'default' else arch
-        shape, c, dev = self.in_shape, self.in_shape[0], self.device
-        build = {'mlp': lambda: MLP(shape, hidden=(256, 256)), 'mlp_wide': lambda: MLP(shape, hidden=(1024, 1024, 1024)),
-                 'cnn': lambda: nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
-                                              nn.Flatten(), nn.LazyLinear(128), nn.ReLU(), nn.Linear(128, 10)),
-                 'cnn6': lambda: cnn6(10, c, bn=False), 'cnn8': lambda: cnn8(10, c, bn=False),
-                 'resnet10': lambda: resnet10(10, c, bn=False)}
-        model = build[check_choice(arch, build, 'arch')]().to(dev)     # cnn6/cnn8 without BN come with He init
-        with torch.no_grad(): model(torch.zeros(1, *shape, device=dev))      # materialise lazy layers
-        return model
+        return _soar_model(self.P, arch, self.in_shape, self.device, seed)
 
     def train(self, model:nn.Module, loss=None, *, epochs:int, lr:float, sched=None, seed:int=0) -> nn.Module:
         "SGD with momentum and weight decay 2e-4 (App. 3.A) on the training split; returns `model` in eval mode."
@@ -247,15 +340,12 @@ class SoarExperiment:
         C = self.C
         return self.train(self.make_model(arch, seed), epochs=C['pre_epochs'], lr=C['pre_lr'], sched=C['pre_sched'], seed=seed)
 
+# %% ../nbs/03_soar.ipynb #adac6a8d
+class SoarExperiment(_SoarSetup):
+    "Section 3.4 / App. 3.A in `preset`: data, models, pre-training and fine-tuning with each method (models cached)."
     def method_loss(self, method:str, *, eps:float|None=None, norm:str='linf', init:str='pgd1'):
         "The `loss(model, x, y)` that fine-tunes with `method` (None: cross-entropy)."
-        C = self.C
-        eps = C['eps'] if eps is None else eps
-        at = dict(eps=eps, alpha=eps / 4, steps=10, norm=norm)
-        losses = {'Standard': lambda: None, 'PGD10': lambda: pgd_at_loss(**at), 'TRADES': lambda: trades_loss(beta=C['beta'], **at),
-                  'MART': lambda: mart_loss(beta=C['beta'], **at), 'FOAR': lambda: partial(foar_loss, eps=eps, init=init, norm=norm),
-                  'SOAR': lambda: partial(soar_loss, eps=eps, init=init)}
-        return losses[check_choice(method, losses, 'method')]()
+        return _method_loss(self.C, method, eps=eps, norm=norm, init=init)
 
     def finetune(self, base:nn.Module, method:str, seed:int=1, **kw) -> nn.Module:
         "Continue training a copy of `base` with `method` (App. 3.A); the time is recorded on the model."
@@ -275,13 +365,7 @@ class SoarExperiment:
 
     def white_box(self, model:nn.Module) -> dict:
         "Accuracy of `model` under the white-box attacks of Table 3.2 (fractions)."
-        C, data = self.C, (self.x_te, self.y_te)
-        e, a = C['eps'], C['alpha']
-        row = {'Clean': evaluate(model, data), 'FGSM': evaluate(model, data, fgsm, eps=e),
-               'PGD20': evaluate(model, data, pgd, eps=e, alpha=a, steps=20)}
-        for k in C['long_steps']: row[f'PGD{k}'] = evaluate(model, data, pgd, eps=e, alpha=a, steps=k)
-        row[f"PGD20-{C['restarts']}"] = evaluate(model, data, pgd, eps=e, alpha=a, steps=20, restarts=C['restarts'])
-        return row
+        return _white_box(self.C, model, (self.x_te, self.y_te))
 
     def table_3_2(self, methods=SOAR_METHODS) -> pd.DataFrame:
         "Table 3.2: accuracy (%) of each method's model under white-box attacks, one row per method."

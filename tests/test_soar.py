@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from robust_nb.soar import hvp, hvp_fd, foar_regularizer, soar_regularizer, soar_loss, foar_loss, soar_objective
+from robust_nb.soar import hvp, hvp_fd, foar_regularizer, soar_regularizer, soar_loss, foar_loss, soar_objective, GRAD_METHODS
 
 torch.set_num_threads(1)
 
@@ -97,14 +97,15 @@ def bn_net():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
 
+@pytest.mark.parametrize('grad_method', GRAD_METHODS)
 @pytest.mark.parametrize('init', ['pgd1', 'rand', 'zero'])
 @pytest.mark.parametrize('training', [True, False])
-def test_soar_loss_differentiable_and_state_restored(init, training):
+def test_soar_loss_differentiable_and_state_restored(init, training, grad_method):
     net = bn_net().train(training)
     x, y = torch.rand(8, 1, 6, 6), torch.randint(0, 3, (8,))
     flags = [p.requires_grad for p in net.parameters()]
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    out = soar_loss(net, x, y, eps=0.1, init=init)
+    out = soar_loss(net, x, y, eps=0.1, init=init, grad_method=grad_method)
     assert out.shape == (8,) and torch.isfinite(out).all()
     out.mean().backward()
     assert net.training == training
@@ -114,7 +115,8 @@ def test_soar_loss_differentiable_and_state_restored(init, training):
     assert tracked == (1 if training else 0)
     if not training: assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
 
-def test_soar_loss_gradient_matches_finite_difference(setup):
+@pytest.mark.parametrize('grad_method', GRAD_METHODS)
+def test_soar_loss_gradient_matches_finite_difference(setup, grad_method):
     m, x, y = setup
     dirs = [torch.randn_like(p) for p in m.parameters()]
     def val(t):
@@ -123,7 +125,7 @@ def test_soar_loss_gradient_matches_finite_difference(setup):
             torch.manual_seed(11); v = soar_loss(m, x, y, eps=0.1, init='zero', h=1e-4).sum()
             for p, dv in zip(m.parameters(), dirs): p.sub_(t * dv)
         return v
-    m.zero_grad(); torch.manual_seed(11); soar_loss(m, x, y, eps=0.1, init='zero', h=1e-4).sum().backward()
+    m.zero_grad(); torch.manual_seed(11); soar_loss(m, x, y, eps=0.1, init='zero', h=1e-4, grad_method=grad_method).sum().backward()
     analytic = sum((p.grad * dv).sum() for p, dv in zip(m.parameters(), dirs))
     torch.testing.assert_close(analytic, (val(1e-5) - val(-1e-5)) / 2e-5, rtol=1e-5, atol=1e-8)
 
@@ -144,7 +146,8 @@ def test_soar_objective_for_fit(setup):
 @pytest.mark.parametrize('kw,match', [
     (dict(eps=-0.1), 'eps'), (dict(eps=float('nan')), 'eps'), (dict(eps=0.1, h=0), 'h'), (dict(eps=0.1, h=float('inf')), 'h'),
     (dict(eps=0.1, n_samples=0), 'n_samples'), (dict(eps=0.1, estimator='median'), 'estimator'),
-    (dict(eps=0.1, init='fgsm'), 'init'), (dict(eps=0.1, clip=-1), 'clip'), (dict(eps=0.1, norm='l1'), 'norm')])
+    (dict(eps=0.1, init='fgsm'), 'init'), (dict(eps=0.1, clip=-1), 'clip'), (dict(eps=0.1, norm='l1'), 'norm'),
+    (dict(eps=0.1, grad_method='fd'), 'grad_method')])
 def test_soar_loss_rejects_bad_options(setup, kw, match):
     m, x, y = setup
     with pytest.raises(ValueError, match=match): soar_loss(m, x, y, **kw)
@@ -162,3 +165,69 @@ def test_hvp_validation(setup):
     with pytest.raises(ValueError, match='shape'): hvp(ce(m, y), x, x[:2])
     with pytest.raises(ValueError, match='h got'): hvp_fd(ce(m, y), x, x, -1.0)
     with pytest.raises(ValueError, match='NaN'): hvp_fd(ce(m, y), x, torch.full_like(x, float('nan')))
+
+
+# --- the jvp (forward-over-reverse) parameter gradient equals the double-backprop one (issue 16) -----------------------
+
+def soar_param_grad(net, x, y, grad_method, seed=7, **kw):
+    "Flat parameter gradient of the summed SOAR objective and the state dict afterwards, from a fixed random state."
+    net.zero_grad(); torch.manual_seed(seed)
+    soar_loss(net, x, y, grad_method=grad_method, **kw).sum().backward()
+    return torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]), {k: v.clone() for k, v in net.state_dict().items()}
+
+NETS = {
+    'mlp': lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 24), nn.Tanh(), nn.Linear(24, 3)),
+    'cnn': lambda: nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+                                 nn.Flatten(), nn.Linear(8 * 9, 3)),
+    'bn_train': lambda: bn_net().train(),
+    'bn_eval': lambda: bn_net().eval(),
+    'dropout_train': lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 24), nn.Tanh(), nn.Dropout(0.3), nn.Linear(24, 3)).train(),
+}
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize('name', list(NETS))
+@pytest.mark.parametrize('init', ['pgd1', 'zero'])
+def test_jvp_gradient_equals_double_backprop(name, dtype, tol, init):
+    torch.manual_seed(0)
+    net = NETS[name]().to(dtype)
+    x, y = torch.rand(8, 1, 6, 6, dtype=dtype), torch.randint(0, 3, (8,))
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    ref, state_ref = soar_param_grad(net, x, y, 'double_backprop', eps=0.1, init=init, n_samples=2, estimator='rms')
+    net.load_state_dict(start)
+    new, state_new = soar_param_grad(net, x, y, 'jvp', eps=0.1, init=init, n_samples=2, estimator='rms')
+    rel = ((new - ref).norm() / ref.norm()).item()
+    cos = F.cosine_similarity(new, ref, dim=0).item()
+    assert rel < tol, f"{name} {dtype}: relative error {rel:.2e} of the jvp gradient; expected < {tol}"
+    assert abs(cos - 1) < tol, f"{name} {dtype}: cosine {cos:.15f} between the gradients; expected 1 within {tol}"
+    assert [k for k, v in state_ref.items() if not torch.equal(v, state_new[k])] == []   # BN statistics moved once, the same way
+
+def test_jvp_values_equal_and_work_without_grad(setup):
+    m, x, y = setup
+    for ctx in (torch.enable_grad, torch.no_grad):
+        with ctx():
+            torch.manual_seed(2); a = soar_loss(m, x, y, eps=0.1)
+            torch.manual_seed(2); b = soar_loss(m, x, y, eps=0.1, grad_method='jvp')
+            tracked = torch.is_grad_enabled()
+        torch.testing.assert_close(b, a, rtol=1e-14, atol=0)
+        assert b.requires_grad == a.requires_grad == tracked, f"requires_grad {b.requires_grad} (jvp), {a.requires_grad} (reference), grad mode {tracked}"
+
+def test_jvp_regularizer_gradient_and_frozen_parameters(setup):
+    m, x, y = setup
+    m[0].weight.requires_grad_(False)
+    grads = {}
+    for gm in GRAD_METHODS:
+        m.zero_grad(); torch.manual_seed(4)
+        soar_regularizer(m, x, y, eps=0.1, grad_method=gm).sum().backward()
+        grads[gm] = [None if p.grad is None else p.grad.clone() for p in m.parameters()]
+    assert grads['jvp'][0] is None and m[0].weight.requires_grad is False
+    for a, b in zip(grads['jvp'][1:], grads['double_backprop'][1:]): torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+def test_jvp_leaves_the_random_stream_and_modes_alone():
+    net = NETS['dropout_train']()
+    x, y = torch.rand(8, 1, 6, 6), torch.randint(0, 3, (8,))
+    after = {}
+    for gm in GRAD_METHODS:
+        torch.manual_seed(5); soar_loss(net, x, y, eps=0.1, grad_method=gm).sum().backward()
+        after[gm] = torch.rand(4)
+    torch.testing.assert_close(after['jvp'], after['double_backprop'], rtol=0, atol=0)
+    assert net.training and all(m.training for m in net.modules())
