@@ -70,7 +70,10 @@ def ratio_rows(name:str, text:str) -> list[dict]:
             case = r[0] + (f" [{r[clock]}]" if clock is not None and clock < len(r) else '')
             for j, h in enumerate(header[1:], 1):
                 if j < len(r) and is_ratio(h) and number(r[j]) is not None:
-                    out.append(dict(benchmark=name, case=case, measure=h.replace('*', ''), value=f"{number(r[j]):g}", status='ok'))
+                    # a benchmark states the goal of a ratio in the column right after it, headed `goal...`
+                    goal = r[j + 1] if j + 1 < len(r) and j + 1 < len(header) and header[j + 1].lower().startswith('goal') else ''
+                    out.append(dict(benchmark=name, case=case, measure=h.replace('*', ''), value=f"{number(r[j]):g}",
+                                    goal=goal, status='ok'))
     return out
 
 
@@ -110,7 +113,7 @@ def book_rows(path:Path) -> list[dict]:
 
 
 def summary(info:dict, rows:list[dict]) -> str:
-    cols = ['benchmark', 'case', 'measure', 'value', 'status', 'took']
+    cols = ['benchmark', 'case', 'measure', 'value', 'goal', 'status', 'took']
     esc = lambda s: str(s).replace('|', '\\|')
     head = (f"# Benchmark summary\n\nWritten by `bench/run_all.py` ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC) on "
             f"**{info['cpu']}**, {info['cores']} cores, {info['os']}; device **{info['device']}**; torch {info['torch']}; "

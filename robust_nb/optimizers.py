@@ -8,7 +8,6 @@ import json, math, os, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
-import robust_nb
 import pandas as pd
 import torch
 from torch import nn, Tensor
@@ -19,11 +18,11 @@ from .models import MnistCNN
 from .train import fit, evaluate, OPTIMIZERS
 from .attacks import pgd
 from .frequency import band_accuracy_drop, lipschitz_upper_bound
+from .book import committed_results, provenance, write_json_atomic
 
 # %% auto #0
 __all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'train_best_of_grid', 'optimizer_study', 'accuracy_table',
-           'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'provenance', 'fashion_mnist_job', 'committed_results',
-           'fashion_mnist_row']
+           'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'fashion_mnist_job', 'fashion_mnist_row']
 
 # %% ../nbs/04b_optimizers.ipynb #9da50e29
 def _gaussian_accuracy(model, x, y, var:float, seed:int, batch_size:int=512) -> float:
@@ -179,8 +178,6 @@ THESIS_TABLE_4_3_FASHION_MNIST = {   # Table 4.3, the Fashion-MNIST row (%), in 
 }
 
 # %% ../nbs/04b_optimizers.ipynb #ecb26c1d
-_PKG_DIR = Path(robust_nb.__file__).resolve().parent   # the installed package (the repository's robust_nb/ in a clone)
-
 def flip_collate(batch:list) -> tuple[Tensor, Tensor]:
     "`default_collate`, then a random horizontal flip of each image with probability 1/2 (torch's global generator)."
     x, y = torch.utils.data.default_collate(batch)
@@ -188,26 +185,7 @@ def flip_collate(batch:list) -> tuple[Tensor, Tensor]:
     x[flip] = x[flip].flip(-1)
     return x, y
 
-def provenance(device=None) -> dict:
-    "Where and when a result was computed: commit (and whether the package differed from it), date, machine, CPU, device, torch, threads."
-    import platform, subprocess, datetime
-    git = lambda *a: subprocess.run(['git', *a], capture_output=True, text=True, timeout=10, cwd=_PKG_DIR).stdout.strip()
-    try: commit, dirty = git('rev-parse', '--short', 'HEAD') or None, bool(git('status', '--porcelain', '--', '.'))
-    except (OSError, subprocess.SubprocessError): commit, dirty = None, None
-    dev = get_device(device)
-    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')),
-               platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
-    return dict(commit=commit, uncommitted_changes=dirty, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                machine=platform.node(), cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                device=str(dev) if dev.type != 'cuda' else f'{dev} ({torch.cuda.get_device_name(dev)})',
-                torch=torch.__version__, python=platform.python_version())
 
-def _write_json_atomic(path:Path, obj) -> Path:
-    "Write `obj` as JSON to `path` through a temporary file and a rename (never half a file)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
-    return path
 
 # %% ../nbs/04b_optimizers.ipynb #43c1e4e2
 def fashion_mnist_job(
@@ -246,15 +224,10 @@ def fashion_mnist_job(
     record = dict(dataset='fashion_mnist', optimizer=opt, seed=seed, lr=lr, accuracy=acc, autoattack=detail,
                   test_acc_per_epoch=[float(v) for v in hist['valid_acc']], protocol=asdict(protocol),
                   train_seconds=round(t_train, 1), eval_seconds=round(time.time() - t0 - t_train, 1), **provenance(dev))
-    _write_json_atomic(Path(out_dir) / f'{opt}_seed{seed}.json', record)
+    write_json_atomic(Path(out_dir) / f'{opt}_seed{seed}.json', record)
     return record
 
 # %% ../nbs/04b_optimizers.ipynb #daa1d638
-def committed_results(preset:str='small') -> Path:
-    "The repository's folder of committed results for `preset` (`results/<preset>/`), found from the installed package."
-    check_choice(preset, ('tiny', 'small', 'paper'), 'preset')
-    return _PKG_DIR.parent / 'results' / preset
-
 def fashion_mnist_row(
     results=None,   # folder of `fashion_mnist_job` files; None: `committed_results('small') / 'table_4_3'`
 ) -> pd.DataFrame:
