@@ -17,10 +17,11 @@ from .core import check_choice, check_positive_int, check_seed
 # %% auto #0
 __all__ = ['DIGITS_TEST_FRACTION', 'NATURAL_IMAGES', 'FASHION_MNIST_CLASSES', 'FASHION_MNIST_DEBIAN_DIR', 'VISION_DATASETS',
            'CALTECH101_TEST_FRACTION', 'CALTECH101_SPLIT_SEED', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES',
-           'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY', 'DIGITS_HIERARCHY', 'DATASETS', 'RESIZED',
-           'AUGMENTATIONS', 'STANDARD_AUGMENTATION', 'ImageTensorDataset', 'resize_images', 'digits', 'loaders',
-           'dataset_tensors', 'natural_images', 'read_idx', 'idx_folder', 'fashion_mnist', 'vision_dataset',
-           'Hierarchy', 'dataset_info', 'resolve_augmentation', 'dataset_transform', 'load_dataset']
+           'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY', 'DIGITS_HIERARCHY',
+           'FASHION_MNIST_HIERARCHY', 'DATASETS', 'RESIZED', 'AUGMENTATIONS', 'STANDARD_AUGMENTATION',
+           'ImageTensorDataset', 'resize_images', 'digits', 'loaders', 'dataset_tensors', 'natural_images', 'read_idx',
+           'idx_folder', 'fashion_mnist', 'vision_dataset', 'Hierarchy', 'dataset_info', 'resolve_augmentation',
+           'dataset_transform', 'load_dataset']
 
 # %% ../nbs/01a_data.ipynb #aa1daa6d
 class ImageTensorDataset(TensorDataset):
@@ -494,13 +495,18 @@ CIFAR5X5_HIERARCHY = Hierarchy(_g5, [c for c in CIFAR100_CLASSES if any(c in v f
 DIGITS_HIERARCHY = Hierarchy({'0/4/6': ['0', '4', '6'], '1/2/7/8': ['1', '2', '7', '8'], '3/5/9': ['3', '5', '9']},
                              [str(i) for i in range(10)])
 
+# %% ../nbs/01a_data.ipynb #978c4df9
+FASHION_MNIST_HIERARCHY = Hierarchy({'Tops': ['T-shirt/top', 'Pullover', 'Coat', 'Shirt'],
+                                     'Shoes and bags': ['Sandal', 'Sneaker', 'Ankle boot', 'Bag'],
+                                     'Trousers and dresses': ['Trouser', 'Dress']}, FASHION_MNIST_CLASSES)
+
 # %% ../nbs/01a_data.ipynb #da7a5e01
 from .core import get_preset
 
 DATASETS = {   # name -> (classes, channels, image side (None: the preset's), hierarchy of Table 5.1 or None)
     'digits':        (10, 1, None, DIGITS_HIERARCHY),
     'mnist':         (10, 1, 28, None),
-    'fashion_mnist': (10, 1, 28, None),
+    'fashion_mnist': (10, 1, 28, FASHION_MNIST_HIERARCHY),
     'cifar10':       (10, 3, 32, CIFAR10_HIERARCHY),
     'cifar100':      (100, 3, 32, CIFAR100_HIERARCHY),
     'cifar5x5':      (25, 3, 32, CIFAR5X5_HIERARCHY),
