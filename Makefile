@@ -10,9 +10,9 @@ NB_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore::Deprecation
 
 .PHONY: install test book bench clean browser data
 
-$(STAMP): pyproject.toml settings.ini
+$(STAMP): pyproject.toml settings.ini constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $(STAMP)
 
 install: $(STAMP)

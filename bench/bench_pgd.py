@@ -1,4 +1,4 @@
-"""Benchmark: `robust_nb.attacks.pgd` vs torchattacks' PGD vs the floor `steps x (forward + input-backward)`.
+"""Benchmark: `robust_nb.attacks.pgd` vs torchattacks' PGD (PGDL2 for l2) vs the floor `steps x (forward + input-backward)`.
 
 All three run on the same model and batch, interleaved (the order rotates every repeat), and we report medians and
 their RATIOS, measured side by side in one run, to bench/results/pgd.md. Goals: pgd / torchattacks <= 1 and
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import torchattacks
 from robust_nb.core import get_device, set_seed
 from robust_nb.attacks import pgd
-from robust_nb.models import cnn6, MLP
+from robust_nb.models import cnn6, MLP, MnistCNN
 
 def _sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
@@ -31,10 +31,10 @@ def floor_fn(model, x, y, steps):
     finally:
         for p in model.parameters(): p.requires_grad_(True)
 
-def run_case(name, model, x, y, *, eps, alpha, steps, repeats, dev):
+def run_case(name, model, x, y, *, eps, alpha, steps, repeats, dev, norm='linf'):
     model = model.to(dev).eval(); x, y = x.to(dev), y.to(dev)
-    ta = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-    fns = {'robust_nb.pgd': lambda: pgd(model, x, y, eps=eps, alpha=alpha, steps=steps),
+    ta = (torchattacks.PGD if norm == 'linf' else torchattacks.PGDL2)(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    fns = {'robust_nb.pgd': lambda: pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm),
            'torchattacks.PGD': lambda: ta(x, y),
            'floor': lambda: floor_fn(model, x, y, steps)}
     for f in fns.values(): f()                   # warm-up
@@ -72,6 +72,9 @@ def main():
         ('small CNN (BN) on 1x8x8 digits, linf PGD20', small_cnn, torch.rand(4 * n, 1, 8, 8), dict(eps=0.1, alpha=0.025, steps=20), 3),
         ('MLP(256, 256) on 1x8x8 digits, linf PGD20', MLP((1, 8, 8), (256, 256), 10), torch.rand(8 * n, 1, 8, 8),
          dict(eps=0.1, alpha=0.025, steps=20), 3),
+        ('small CNN (BN) on 1x8x8 digits, l2 PGD20 (torchattacks.PGDL2)', small_cnn, torch.rand(4 * n, 1, 8, 8),
+         dict(eps=0.5, alpha=0.1, steps=20, norm='l2'), 3),
+        ('Table 4.2 MnistCNN on 1x28x28, linf PGD10', MnistCNN(), torch.rand(n, 1, 28, 28), dict(eps=0.03, alpha=0.0075, steps=10), 1),
     ]
     rows = []
     for name, model, x, kw, rep in cases:
@@ -81,7 +84,7 @@ def main():
     clocks = ['wall'] + (['cpu'] if dev.type == 'cpu' else [])
     lines = ['# PGD benchmark', '',
              f'`bench/bench_pgd.py`: device {dev} ({platform.processor() or platform.machine()}), torch {torch.__version__}, '
-             f'torch threads {torch.get_num_threads()}, medians of {a.repeats} (CNN6) or {3 * a.repeats} (small models) '
+             f'torch threads {torch.get_num_threads()}, medians of {a.repeats} (CNN6, MnistCNN) or {3 * a.repeats} (small models) '
              'interleaved repeats (the order of the three rotates every repeat). '
              'floor = steps x (forward + input-gradient backward) of the same model and batch, nothing else. '
              'Goals: ours/torchattacks <= 1, ours/floor <= 1.15. '

@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
-from .core import (check_inputs, check_eps, check_choice, check_positive_int, eval_guard, batches,
+from .core import (check_inputs, check_eps, check_choice, check_positive_int, check_positive, eval_guard, batches,
                             get_device, on_model_device, model_device)
 from .train import make_optimizer, make_scheduler
 
@@ -244,34 +244,54 @@ def input_grad_norm(model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
     return _input_grads(model, x, y).flatten(1).norm(dim=1)
 
 # %% ../nbs/06_alignment.ipynb #5a9f1572
+def _lanczos_max(matvec:Callable, v0:Tensor, *, tol:float, max_steps:int) -> tuple[Tensor, Tensor]:
+    "Per row: the largest eigenvalue of the symmetric map `matvec` (N, d) -> (N, d) by batched Lanczos, and whether it converged."
+    n = v0.shape[0]
+    q = v0 / v0.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    Q, alpha, beta = torch.empty(min(max_steps, 16), *q.shape, dtype=q.dtype, device=q.device), [], []   # grown by doubling
+    Q[0] = q
+    lam = torch.zeros(n, dtype=torch.float64, device=v0.device)
+    done = torch.zeros(n, dtype=torch.bool, device=v0.device)
+    for k in range(max_steps):
+        w = matvec(q)
+        alpha.append((w * q).sum(1))
+        Qs = Q[:k + 1]                                   # (k+1, N, d): full reorthogonalisation, twice (CGS2)
+        for _ in range(2): w = w - torch.einsum('knd,kn->nd', Qs, torch.einsum('knd,nd->kn', Qs, w))
+        beta.append(w.norm(dim=1))
+        off = torch.stack(beta[:-1], 1).double() if k else torch.zeros(n, 0, dtype=torch.float64, device=v0.device)
+        T = torch.diag_embed(torch.stack(alpha, 1).double()) + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+        theta, S = torch.linalg.eigh(T)                  # Ritz values (ascending) and vectors of the tridiagonal T_k
+        resid = (beta[-1].double() * S[:, -1, -1]).abs() # ||H u - theta u|| of the top Ritz pair
+        lam = torch.where(done, lam, theta[:, -1])
+        done |= resid <= tol * theta.abs().amax(1).clamp_min(1e-30)
+        if bool(done.all()) or k + 1 == max_steps: break
+        q = w / beta[-1].clamp_min(1e-30)[:, None]
+        if k + 1 == len(Q): Q = torch.cat([Q, torch.empty_like(Q[:min(len(Q), max_steps - len(Q))])])
+        Q[k + 1] = q
+    return lam, done
+
+# %% ../nbs/06_alignment.ipynb #aa0c0102
 @on_model_device
 def hessian_max_eig(model:nn.Module, x:Tensor, y:Tensor, *,
-                    iters:int=20,   # power-iteration steps (each one batched HVP)
-                    seed:int=0,     # seed of the random start vectors (a private generator)
+                    tol:float=1e-6,        # stop once each example's Ritz residual is below tol x its largest |Ritz value|
+                    iters:int|None=None,   # at most this many Lanczos steps (one batched HVP each); None: the input size
+                    seed:int=0,            # seed of the random start vectors (a private generator)
                    ) -> Tensor:
-    "Per-example largest eigenvalue of the input Hessian of the cross-entropy, by power iteration on exact HVPs (Table 6.2)."
+    "Per-example largest eigenvalue of the input Hessian of the cross-entropy, by Lanczos on exact HVPs until converged (Table 6.2)."
     _check_pair(model, model); check_inputs(x, y, unit_range=False)
-    iters = check_positive_int(iters, 'iters')
+    tol, d = check_positive(tol, 'tol'), x[0].numel()
+    iters = d if iters is None else check_positive_int(iters, 'iters')
     gen = torch.Generator(device=x.device).manual_seed(int(seed))
-    dims = tuple(range(1, x.dim()))
-    unit = lambda v: v / v.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *([1] * len(dims)))
     with eval_guard(model):
         xg = x.detach().requires_grad_(True)
         g, = torch.autograd.grad(F.cross_entropy(model(xg), y, reduction='sum'), xg, create_graph=True)
-        hvp = lambda v: torch.autograd.grad(g, xg, grad_outputs=v, retain_graph=True)[0].detach()
-        def power(shift):
-            v = unit(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
-            for _ in range(iters):
-                hv = hvp(v) - shift.view(-1, *([1] * len(dims))) * v
-                v = unit(hv)
-            hv = hvp(v) - shift.view(-1, *([1] * len(dims))) * v
-            return (hv * v).sum(dims)
-        zero = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-        lam = power(zero)
-        if bool((lam < 0).any()):
-            shift = lam.clamp_max(0)
-            lam = torch.where(lam < 0, power(shift) + shift, lam)
-    return lam.detach()
+        hvp = lambda v: torch.autograd.grad(g, xg, grad_outputs=v.view_as(x), retain_graph=True)[0].detach().flatten(1)
+        v0 = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype).flatten(1)
+        lam, done = _lanczos_max(hvp, v0, tol=tol, max_steps=min(iters, d))
+    if not bool(done.all()):
+        warnings.warn(f"hessian_max_eig: {int((~done).sum())} of {len(done)} examples not converged to tol={tol} "
+                      f"in {min(iters, d)} Lanczos steps; raise iters")
+    return lam.to(x.dtype)
 
 # %% ../nbs/06_alignment.ipynb #67139a78
 def orthogonal_direction(d:Tensor, *, seed:int=0) -> Tensor:

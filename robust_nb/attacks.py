@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
-                            eval_guard, project, steepest_ascent, lp_norm, dct_matrix, _per_example, on_model_device)
+                            eval_guard, project, steepest_ascent, lp_norm, dct_matrix, per_example, on_model_device)
 from .train import evaluate
 
 # %% auto #0
 __all__ = ['AUTOATTACK_COMPONENTS', 'fgsm', 'fgm', 'random_in_ball', 'pgd', 'bim', 'cw_l2', 'simba', 'predict', 'robust_accuracy',
-           'mean_confidence', 'nonzero_grad_count', 'eps_one_sanity_check', 'autoattack_components']
+           'mean_confidence', 'nonzero_grad_count', 'eps_one_sanity_check', 'autoattack_component',
+           'autoattack_components']
 
 # %% ../nbs/02_attacks.ipynb #d479681f
 def _check_model(model):
@@ -77,7 +78,7 @@ def random_in_ball(x:Tensor, eps:float, norm:str) -> Tensor:
     if norm == 'linf': return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
     d = torch.randn_like(x)
     r = torch.rand(x.shape[0], device=x.device, dtype=x.dtype) ** (1 / x[0].numel())  # radius of a uniform point
-    return (x + d * _per_example(eps * r / lp_norm(d, 'l2').clamp_min(1e-12), x)).clamp(0, 1)
+    return (x + d * per_example(eps * r / lp_norm(d, 'l2').clamp_min(1e-12), x)).clamp(0, 1)
 
 def _pgd_run(model, x:Tensor, y:Tensor, x0:Tensor, *, eps:float, alpha:float, steps:int, norm:str,
              loss_fn, targeted:bool) -> Tensor:
@@ -135,7 +136,7 @@ def pgd(model:nn.Module, x:Tensor, y:Tensor, *,
             score = _restart_score(model, x_adv, y, loss_fn, targeted)
             if best is None: best, best_score = x_adv, score; continue
             better = _better(score, best_score)
-            best = torch.where(_per_example(better, x), x_adv, best)
+            best = torch.where(per_example(better, x), x_adv, best)
             best_score = tuple(torch.where(better, new, old) for new, old in zip(score, best_score))
     return best
 
@@ -190,15 +191,16 @@ def cw_l2(model:nn.Module, x:Tensor, y:Tensor, *,
                 x_adv = (torch.tanh(w) + 1) / 2
                 logits = model(x_adv)
                 dist = (x_adv - x).flatten(1).pow(2).sum(1)
-                loss = (dist + cs * _cw_margin(logits, y, targeted, kappa)).sum()
+                g = _cw_margin(logits, y, targeted, kappa)
+                loss = (dist + cs * g).sum()
                 opt.zero_grad(set_to_none=True)
                 w.grad, = torch.autograd.grad(loss, w)
                 opt.step()
                 with torch.no_grad():
                     pred = logits.argmax(1)
-                    ok = (pred == y) if targeted else (pred != y)
+                    ok = ((pred == y) if targeted else (pred != y)) & (g <= -kappa)   # success: margin >= kappa
                     better = ok & (dist.sqrt() < best_norm)
-                    best = torch.where(_per_example(better, x), x_adv.detach(), best)
+                    best = torch.where(per_example(better, x), x_adv.detach(), best)
                     best_norm = torch.where(better, dist.sqrt().detach(), best_norm)
                     found |= ok
             upper = torch.where(found, torch.minimum(upper, cs), upper)   # bisection on c, per example
@@ -325,7 +327,55 @@ def eps_one_sanity_check(model:nn.Module, x:Tensor, y:Tensor, *, steps:int=20, a
                            alpha=(2.5 / steps if alpha is None else alpha), norm=norm)
 
 # %% ../nbs/02_attacks.ipynb #6cbff7c9
-AUTOATTACK_COMPONENTS = ('APGD-CE', 'APGD-T', 'FAB-T', 'Square')
+AUTOATTACK_COMPONENTS = ('APGD-CE', 'APGD-T', 'FAB-T', 'Square')   # AutoAttack's standard version, in its order
+
+def _aa_attack(name:str, model, *, eps, norm, steps, n_queries, n_target, n_classes, seed):
+    "The `torchattacks` attack behind AutoAttack's component `name`, with the standard version's settings."
+    import torchattacks
+    kw = dict(norm={'linf': 'Linf', 'l2': 'L2'}[norm], eps=eps, seed=seed)
+    atk = {'APGD-CE': lambda: torchattacks.APGD(model, steps=steps, loss='ce', **kw),
+           'APGD-T': lambda: torchattacks.APGDT(model, steps=steps, n_classes=n_classes, **kw),
+           'FAB-T': lambda: torchattacks.FAB(model, steps=steps, multi_targeted=True, n_classes=n_classes, **kw),
+           'Square': lambda: torchattacks.Square(model, n_queries=n_queries, **kw)}[name]()
+    if hasattr(atk, 'n_target_classes'): atk.n_target_classes = n_target
+    return atk
+
+@on_model_device
+def autoattack_component(model:nn.Module, x:Tensor, y:Tensor, name:str, *,
+                         eps:float,              # radius of the `norm` ball
+                         norm:str='linf',        # 'linf' or 'l2'
+                         steps:int=100,          # iterations of APGD-CE, APGD-T (per target) and FAB-T (per target)
+                         n_queries:int=5000,     # query budget of Square
+                         n_target_classes:int=9, # targets tried by APGD-T and FAB-T (at most classes - 1)
+                         seed:int=0,             # seed of the component's random starts (reset at every batch)
+                         batch_size:int|None=None, # examples per call of the attack; None: all at once
+                        ) -> Tensor:
+    "Which examples (bool (N,)) one AutoAttack component `name` leaves correctly classified."
+    eps, norm = _validate(model, x, y, eps, norm)
+    check_choice(name, AUTOATTACK_COMPONENTS, 'name')
+    steps, n_queries = check_positive_int(steps, 'steps'), check_positive_int(n_queries, 'n_queries')
+    n_target_classes = check_positive_int(n_target_classes, 'n_target_classes')
+    bs = x.shape[0] if batch_size is None else check_positive_int(batch_size, 'batch_size')
+    x, out = x.detach(), []
+    with eval_guard(model):
+        with torch.no_grad(): n_classes = model(x[:1]).shape[1]
+        atk = _aa_attack(name, model, eps=eps, norm=norm, steps=steps, n_queries=n_queries, seed=seed,
+                         n_target=max(1, min(n_target_classes, n_classes - 1)), n_classes=n_classes)
+        atk.set_device(x.device)
+        for i in range(0, x.shape[0], bs):
+            xb, yb = x[i:i + bs], y[i:i + bs]
+            x_adv = atk(xb.float() if xb.dtype != torch.float32 else xb, yb).to(x.dtype)
+            out.append(predict(model, project(x_adv, xb, eps, norm)) == yb)  # project: round-off outside the ball
+    return torch.cat(out)
+
+# %% ../nbs/02_attacks.ipynb #aa0c0001
+def _check_components(components) -> tuple:
+    "`components` as a tuple of distinct names from `AUTOATTACK_COMPONENTS` (one name may be given as a string)."
+    components = (components,) if isinstance(components, str) else tuple(components)
+    for c in components: check_choice(c, AUTOATTACK_COMPONENTS, 'components')
+    if len(set(components)) != len(components):
+        raise ValueError(f"components got {components!r}; expected distinct names from {AUTOATTACK_COMPONENTS}")
+    return components
 
 @on_model_device
 def autoattack_components(model:nn.Module, x:Tensor, y:Tensor, *,
@@ -337,29 +387,25 @@ def autoattack_components(model:nn.Module, x:Tensor, y:Tensor, *,
                           components:tuple=AUTOATTACK_COMPONENTS, # which components to run
                           seed:int=0,
                           per_example:bool=False,    # True: boolean tensors (example still correct) instead of accuracies
+                          cumulative:bool=False,     # True: as AutoAttack runs, each component (in standard order) only on the points still robust
+                          batch_size:int|None=None,  # examples per attack call; None: all at once
                          ) -> dict:
-    "Accuracy under each AutoAttack component alone (Table 3.4), plus 'clean' and the 'worst case' over them."
-    import torchattacks
+    "Accuracy under each AutoAttack component alone (Table 3.4) or, if `cumulative`, after it and the ones before; plus 'clean' and the 'worst case'."
     eps, norm = _validate(model, x, y, eps, norm)
-    check_bool(per_example, 'per_example')
-    steps, n_queries = check_positive_int(steps, 'steps'), check_positive_int(n_queries, 'n_queries')
-    n_target_classes = check_positive_int(n_target_classes, 'n_target_classes')
-    for c in components: check_choice(c, AUTOATTACK_COMPONENTS, 'components')
-    x, tnorm = x.detach(), {'linf': 'Linf', 'l2': 'L2'}[norm]
-    with eval_guard(model):
-        with torch.no_grad(): n_classes = model(x[:1]).shape[1]
-        n_t = max(1, min(n_target_classes, n_classes - 1))
-        make = {'APGD-CE': lambda: torchattacks.APGD(model, norm=tnorm, eps=eps, steps=steps, loss='ce', seed=seed),
-                'APGD-T': lambda: torchattacks.APGDT(model, norm=tnorm, eps=eps, steps=steps, seed=seed, n_classes=n_classes),
-                'FAB-T': lambda: torchattacks.FAB(model, norm=tnorm, eps=eps, steps=steps, seed=seed, multi_targeted=True, n_classes=n_classes),
-                'Square': lambda: torchattacks.Square(model, norm=tnorm, eps=eps, n_queries=n_queries, seed=seed)}
-        correct = {'clean': predict(model, x) == y}
-        for name in components:
-            atk = make[name]()
-            atk.set_device(x.device)
-            if hasattr(atk, 'n_target_classes'): atk.n_target_classes = n_t
-            x_adv = atk(x.float() if x.dtype != torch.float32 else x, y).to(x.dtype)
-            x_adv = project(x_adv, x, eps, norm)              # guard against round-off outside the ball
-            correct[name] = predict(model, x_adv) == y
+    check_bool(per_example, 'per_example'); check_bool(cumulative, 'cumulative')
+    components = _check_components(components)
+    for v, name in ((steps, 'steps'), (n_queries, 'n_queries'), (n_target_classes, 'n_target_classes')): check_positive_int(v, name)
+    if batch_size is not None: check_positive_int(batch_size, 'batch_size')   # all checked before the first (slow) run
+    if cumulative: components = tuple(c for c in AUTOATTACK_COMPONENTS if c in components)
+    kw = dict(eps=eps, norm=norm, steps=steps, n_queries=n_queries, n_target_classes=n_target_classes, seed=seed,
+              batch_size=batch_size)
+    x = x.detach()
+    correct = {'clean': predict(model, x) == y}
+    left = correct['clean'].clone()                      # cumulative: still robust after the components so far
+    for name in components:
+        if not cumulative: correct[name] = autoattack_component(model, x, y, name, **kw); continue
+        idx = left.nonzero().squeeze(1)
+        if idx.numel(): left[idx] = autoattack_component(model, x[idx], y[idx], name, **kw)
+        correct[name] = left.clone()
     correct['worst case'] = torch.stack(list(correct.values())).all(0)
     return correct if per_example else {k: v.double().mean().item() for k, v in correct.items()}

@@ -14,9 +14,9 @@ import robust_nb
 from .core import results_dir, get_preset, get_device, check_choice
 
 # %% auto #0
-__all__ = ['PRESETS', 'committed_results', 'provenance', 'write_json_atomic', 'upsert_record', 'record_claim', 'recorded_claims',
-           'replication_table', 'chapter_page', 'section_headings', 'section_id', 'record_erratum', 'errata_table',
-           'errata_markdown', 'record_sites']
+__all__ = ['PRESETS', 'committed_results', 'provenance', 'plain_json', 'write_json_atomic', 'upsert_record', 'record_claim',
+           'recorded_claims', 'replication_table', 'chapter_page', 'section_headings', 'section_id', 'record_erratum',
+           'errata_table', 'errata_markdown', 'record_sites']
 
 # %% ../nbs/00a_book.ipynb #41b664b7
 PRESETS = ('tiny', 'small', 'paper')
@@ -46,11 +46,20 @@ def provenance(device=None) -> dict:
 _STAMP = ('commit', 'uncommitted_changes', 'date', 'machine', 'device')
 
 # %% ../nbs/00a_book.ipynb #8a354af8
+def plain_json(o):
+    "`o` as strict JSON values: NaN/inf floats as None, numpy scalars and arrays as Python numbers and lists."
+    if isinstance(o, dict): return {str(k): plain_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [plain_json(v) for v in o]
+    if isinstance(o, np.ndarray): return plain_json(o.tolist())
+    if isinstance(o, np.generic): o = o.item()
+    if isinstance(o, float) and not np.isfinite(o): return None
+    return o
+
 def write_json_atomic(path, obj) -> Path:
-    "Write `obj` as JSON to `path` through a temporary file and a rename (never half a file)."
+    "Write `obj` as strict JSON (`plain_json`) to `path` through a temporary file and a rename (never half a file)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
+    tmp.write_text(json.dumps(plain_json(obj), indent=1, allow_nan=False, default=str)); os.replace(tmp, path)
     return path
 
 @contextlib.contextmanager
@@ -87,15 +96,14 @@ def record_claim(
     ours:str,           # our number(s), as text
     reproduces:bool,    # does the claim hold in our run?
     preset:str|None=None,   # the preset that produced `ours`; None: this build's (`get_preset()`)
-) -> dict:
-    "Record one row of the replication table for `chapter` (`claims_<chapter>.json` in `results_dir()`, one file per chapter)."
+) -> None:
+    "Record one row of the replication table for `chapter` (`claims_<chapter>.json` in `results_dir()`, one file per chapter); returns None, so a chapter's cell ending with it displays nothing."
     if not isinstance(reproduces, (bool, np.bool_)): raise ValueError(f"reproduces got {reproduces!r}; expected True or False")
     preset = get_preset().name if preset is None else check_choice(preset, PRESETS, 'preset')
     pv = provenance()
     row = dict(chapter=str(chapter), key=key, claim=claim, thesis=str(thesis), ours=str(ours), preset=preset,
                reproduces=bool(reproduces), **{k: pv[k] for k in _STAMP})
     upsert_record(results_dir() / f'claims_{chapter}.json', row, keys=('key', 'preset'))
-    return row
 
 def recorded_claims(
     path=None,          # a folder of `claims_*.json`; None: `results_dir()`
@@ -179,8 +187,8 @@ def record_erratum(
     found:str,              # what the check found, with the run's numbers
     corrected:str,          # the corrected statement
     anchor:str|None=None,   # a section heading of the chapter's page that shows the check; None: the top of the page
-) -> dict:
-    "Record one correction to the thesis found by a check in `chapter` (`errata_<chapter>.json` in `results_dir()`)."
+) -> None:
+    "Record one correction to the thesis found by a check in `chapter` (`errata_<chapter>.json` in `results_dir()`); returns None (a cell ending with it displays nothing)."
     for name, v in (('key', key), ('statement', statement), ('where', where), ('found', found), ('corrected', corrected)):
         if not isinstance(v, str) or not v.strip(): raise ValueError(f"{name} got {v!r}; expected a non-empty string")
     page = chapter_page(chapter)
@@ -191,7 +199,6 @@ def record_erratum(
     row = dict(chapter=str(chapter), key=key, statement=statement, where=where, found=found, corrected=corrected,
                page=page, anchor=anchor, preset=get_preset().name, **{k: pv[k] for k in _STAMP})
     upsert_record(results_dir() / f'errata_{chapter}.json', row)
-    return row
 
 # %% ../nbs/00a_book.ipynb #bb5c52e2
 def errata_table(

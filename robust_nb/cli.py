@@ -4,146 +4,28 @@
 
 # %% ../nbs/07_cli.ipynb #75b70542
 from __future__ import annotations
-import argparse, contextlib, io, json, math, os, re, sys, inspect, importlib
+import argparse, math, os, sys
 from pathlib import Path
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from torch import nn, Tensor
-from .core import get_device, get_preset, set_seed, check_choice, check_positive_int, PRESETS, NORMS
-from .data import (digits, loaders, vision_dataset, dataset_tensors, DIGITS_HIERARCHY, CIFAR10_HIERARCHY, CIFAR100_HIERARCHY,
-                   CIFAR5X5_HIERARCHY)
-import robust_nb.models as M
-from .train import fit, save_checkpoint, load_checkpoint, OPTIMIZERS, setup_distributed
+from .core import get_device, get_preset, set_seed, PRESETS, NORMS
+from .data import DATASETS, AUGMENTATIONS, dataset_info, resolve_augmentation, load_dataset, loaders
+from .models import MODELS, default_model, build_model
+from .defenses import make_loss, METHODS as LOSS_METHODS
+from .train import (prepare_out_dir, fit, save_checkpoint, OPTIMIZERS, setup_distributed, rank_world, barrier,
+                             shard_tensors, process_device)
+from .evaluation import ATTACKS, evaluate_attacks, build_from_config, load_model, alignment_metrics, plot_accuracy
+from .tables import REPRODUCIBLE, thesis_table, table_function, available_tables, reproduce, markdown_table
+from .exercises import exercise_cells, make_student_copy, find_nbs
+from .book import write_json_atomic
 
 # %% auto #0
-__all__ = ['DATASETS', 'RESIZED', 'AUGMENTATIONS', 'STANDARD_AUGMENTATION', 'MODELS', 'METHODS', 'COMMANDS', 'ATTACKS',
-           'REPRODUCIBLE', 'SOLUTION_BEGIN', 'SOLUTION_END', 'STUB', 'dataset_info', 'dataset_transform',
-           'load_dataset', 'default_model', 'build_model', 'make_loss', 'cmd_train', 'build_from_config', 'load_model',
-           'evaluate_attacks', 'cmd_eval', 'cmd_har', 'cmd_align', 'thesis_table', 'table_function', 'available_tables',
-           'reproduce', 'cmd_reproduce', 'strip_solutions', 'exercise_cells', 'make_student_copy', 'cmd_exercises',
+__all__ = ['METHODS', 'COMMANDS', 'cmd_train', 'cmd_eval', 'cmd_har', 'cmd_align', 'cmd_reproduce', 'cmd_exercises', 'cmd_grade',
            'make_parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #3bd89784
-DATASETS = {   # name -> (classes, channels, image side (None: the preset's), hierarchy of Table 5.1 or None)
-    'digits':        (10, 1, None, DIGITS_HIERARCHY),
-    'mnist':         (10, 1, 28, None),
-    'fashion_mnist': (10, 1, 28, None),
-    'cifar10':       (10, 3, 32, CIFAR10_HIERARCHY),
-    'cifar100':      (100, 3, 32, CIFAR100_HIERARCHY),
-    'cifar5x5':      (25, 3, 32, CIFAR5X5_HIERARCHY),
-    'svhn':          (10, 3, 32, None),
-    'caltech101':    (101, 3, 224, None),
-    'imagenette':    (10, 3, 224, None),
-}
-RESIZED = ('caltech101', 'imagenette')      # photos of every size, resized to 224 (or `img_size`)
-AUGMENTATIONS = ('none', 'flip', 'crop-flip')
-STANDARD_AUGMENTATION = {'fashion_mnist': 'flip', 'cifar10': 'crop-flip', 'cifar100': 'crop-flip', 'cifar5x5': 'crop-flip',
-                         'caltech101': 'flip', 'imagenette': 'flip'}    # every other dataset: 'none'
-
-def dataset_info(name:str, *, img_size:int|None=None) -> dict:
-    "Classes, channels, image side and hierarchy of `name` (`img_size`: the side of the digits or of the resized photos)."
-    check_choice(name, DATASETS, 'data')
-    k, c, side, hier = DATASETS[name]
-    if img_size is not None and (side is None or name in RESIZED): side = check_positive_int(img_size, 'img_size')
-    elif img_size is not None and img_size != side:
-        raise ValueError(f"img_size got {img_size!r} for data {name!r}, whose images are {side}x{side}; only the digits and "
-                         f"{', '.join(RESIZED)} can be resized")
-    elif side is None: side = get_preset().img_size
-    return dict(num_classes=k, in_channels=c, img_size=side, hierarchy=hier)
-
-def _augmentation(name:str, augment:str|None) -> str:
-    "`augment`, or the standard augmentation of dataset `name` if None."
-    return STANDARD_AUGMENTATION.get(name, 'none') if augment is None else check_choice(augment, AUGMENTATIONS, 'augment')
-
-def dataset_transform(name:str, *, train:bool, augment:str|None=None, img_size:int|None=None):
-    "torchvision transform of a split of `name`: resizing (photos), `augment` on the training split (None: the standard one), ToTensor."
-    from torchvision import transforms as T
-    side = dataset_info(name, img_size=img_size)['img_size']
-    augment = _augmentation(name, augment)
-    steps = [T.Resize(side * 8 // 7), T.CenterCrop(side)] if name in RESIZED else []
-    if train and augment == 'crop-flip': steps.append(T.RandomCrop(side, padding=max(1, side // 8)))
-    if train and augment in ('flip', 'crop-flip'): steps.append(T.RandomHorizontalFlip())
-    return T.Compose(steps + [T.ToTensor()])
-
-def load_dataset(name:str, *, train:bool, root=None, img_size:int|None=None, seed:int=0, verify:bool=True, augment:str|None=None):
-    "The `train` or test split of `name`: the digits offline, the others from `root` (or `ROBUST_NB_DATA`), augmented if `train`."
-    info = dataset_info(name, img_size=img_size)
-    if name == 'digits':
-        if augment not in (None, 'none'): raise ValueError(f"augment got {augment!r} for the digits; expected 'none' (they are tensors, not images to transform)")
-        return digits('train' if train else 'test', size=info['img_size'], seed=seed)
-    tf = dataset_transform(name, train=train, augment=augment, img_size=img_size)
-    root = root or os.environ.get('ROBUST_NB_DATA')
-    if not root: raise ValueError(f"data {name!r} needs --data-root DIR (or ROBUST_NB_DATA) holding its files; got none")
-    if not Path(root).expanduser().is_dir(): raise FileNotFoundError(f"--data-root {str(root)!r} is not a directory; expected the folder that holds the {name} files")
-    return vision_dataset(name, root, train=train, verify=verify, transform=tf)
-
-# %% ../nbs/07_cli.ipynb #60050bae
-MODELS = {
-    'mlp':             lambda k, c, s: M.MLP(in_channels=c, input_size=s, num_classes=k),
-    'cnn6':            lambda k, c, s: M.cnn6(k, c),
-    'cnn8':            lambda k, c, s: M.cnn8(k, c),
-    'mnist_cnn':       lambda k, c, s: M.MnistCNN(k, c, input_size=s),
-    'preact_resnet18': lambda k, c, s: M.PreActResNet18(k, c),
-    'resnet10':        lambda k, c, s: M.resnet10(k, c),
-    'resnet18':        lambda k, c, s: M.resnet18(k, c),
-    'resnet50':        lambda k, c, s: M.resnet50(k, c),
-}
-
-def default_model(preset=None) -> str:
-    "The architecture a preset trains when `--model` is not given: an MLP in tiny, CNN6 in small, ResNet10 in paper."
-    return get_preset(preset).pick(tiny='mlp', small='cnn6', paper='resnet10')
-
-def build_model(name:str, *, num_classes:int, in_channels:int, img_size:int) -> nn.Module:
-    "A fresh `name` network (see `MODELS`) for `num_classes` classes and `in_channels` x `img_size` x `img_size` images."
-    check_choice(name, MODELS, 'model')
-    return MODELS[name](check_positive_int(num_classes, 'num_classes'), check_positive_int(in_channels, 'in_channels'),
-                        check_positive_int(img_size, 'img_size'))
-
-# %% ../nbs/07_cli.ipynb #2491ef4f
-METHODS = ('standard', 'pgd', 'trades', 'mart', 'foar', 'soar')
-
-def make_loss(method:str, *, eps:float=8/255, alpha:float|None=None, steps:int=10, norm:str='linf', beta:float=6.0):
-    "The `fit` loss of training `method` (None: cross-entropy) with the attack settings of the thesis as defaults."
-    check_choice(method, METHODS, 'method')
-    alpha = eps / 4 if alpha is None else alpha
-    if method == 'standard': return None
-    import robust_nb.defenses as D
-    if method == 'pgd': return D.pgd_at_loss(eps=eps, alpha=alpha, steps=steps, norm=norm, with_logits=True)
-    if method == 'trades': return D.trades_loss(beta=beta, eps=eps, alpha=alpha, steps=steps, norm=norm, with_logits=True)
-    if method == 'mart': return D.mart_loss(beta=beta, eps=eps, alpha=alpha, steps=steps, norm=norm, with_logits=True)
-    import robust_nb.soar as S
-    if method == 'foar': return lambda model, x, y: S.foar_loss(model, x, y, eps=eps, norm=norm).mean()
-    return S.soar_objective(eps=eps, norm=norm)
-
-# %% ../nbs/07_cli.ipynb #27524f37
-def _world() -> tuple[int, int]:
-    "`(rank, world_size)` of this process (`(0, 1)` without a process group)."
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-def _all_sum(t:Tensor) -> Tensor:
-    "Sum `t` over the processes (a no-op in one process); float64 on the CPU for gloo."
-    rank, world = _world()
-    if world == 1: return t
-    dev = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
-    t = t.to(dev, torch.float64); dist.all_reduce(t)
-    return t.cpu()
-
-def _barrier():
-    if _world()[1] > 1: dist.barrier()
-
-def _shard(n:int) -> list[int]:
-    "The indices of `n` examples this process evaluates (a strided slice)."
-    rank, world = _world()
-    return list(range(rank, n, world))
-
-def _shard_tensors(ds, n:int) -> tuple[Tensor, Tensor]:
-    "This process's shard of the first `n` examples of `ds`, as tensors `(x, y)`."
-    idx = _shard(n)
-    if not idx: raise ValueError(f"the evaluation shard is empty ({n} examples, {_world()[1]} processes); expected fewer processes than examples")
-    return dataset_tensors(ds, idx)
+METHODS = tuple(m for m in LOSS_METHODS if m != 'pgd-t')      # what `train --method` offers
 
 # %% ../nbs/07_cli.ipynb #96e12828
 COMMANDS = {}   # name -> (add its arguments, run it, one-line help); filled command by command below
@@ -197,7 +79,7 @@ def _training(p:argparse.ArgumentParser, methods=METHODS, resume:bool=True):
     p.add_argument('--model', default=None, choices=tuple(MODELS), help='architecture (None: mlp in tiny, cnn6 in small, resnet10 in paper)')
     p.add_argument('--epochs', type=_count, default=None, help='epochs (None: the preset\'s)')
     p.add_argument('--lr', type=_positive, default=0.05, help='initial learning rate')
-    p.add_argument('--opt', default='sgd_momentum', choices=tuple(OPTIMIZERS), help='optimizer (App. 4.A defaults)')
+    p.add_argument('--opt', default='sgd_momentum', choices=tuple(OPTIMIZERS), help="optimizer; each with App. 4.A's settings (sgd: no momentum; sgd_momentum: 0.9). Table 4.3's protocol: --opt sgd --lr 0.1 (adam, rmsprop: 5e-4) --weight-decay 0 --sched none --batch-size 128")
     p.add_argument('--weight-decay', type=_number, default=5e-4, help='weight decay')
     p.add_argument('--sched', default='cosine', choices=('none', 'step', 'cosine'), help='learning-rate schedule (step: x0.1 at 50%% and 75%% of the epochs)')
     p.add_argument('--batch-size', type=_count, default=None, help='global batch size (None: the preset\'s)')
@@ -209,6 +91,7 @@ def _training(p:argparse.ArgumentParser, methods=METHODS, resume:bool=True):
     p.add_argument('--augment', default=None, choices=AUGMENTATIONS, help='augmentation of the training images (None: the dataset\'s standard one, see STANDARD_AUGMENTATION)')
     p.add_argument('--out', required=True, metavar='DIR', help='output folder (checkpoint.pt, metrics.json)')
     if resume: p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.pt if it exists')
+    p.add_argument('--overwrite', action='store_true', help='replace the run already in OUT (its files, eval/ included, are deleted first)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 # %% ../nbs/07_cli.ipynb #edc0960f
@@ -224,8 +107,8 @@ def _run_config(a, command:str) -> dict:
                 model=a.model or default_model(P.name), num_classes=info['num_classes'], in_channels=info['in_channels'],
                 img_size=info['img_size'], epochs=a.epochs or P.epochs, lr=a.lr, opt=a.opt, weight_decay=a.weight_decay,
                 sched=a.sched, batch_size=a.batch_size or P.batch_size, eps=a.eps, alpha=a.eps / 4 if a.alpha is None else a.alpha,
-                steps=a.steps, norm=a.norm, beta=a.beta, preset=P.name, seed=a.seed, world_size=_world()[1], verify=not a.no_verify,
-                augment=_augmentation(a.data, a.augment))
+                steps=a.steps, norm=a.norm, beta=a.beta, preset=P.name, seed=a.seed, world_size=rank_world()[1], verify=not a.no_verify,
+                augment=resolve_augmentation(a.data, a.augment))
 
 def _add_config(path:Path, config:dict):
     "Store `config` in the checkpoint at `path` (atomically), next to what `fit` saved."
@@ -234,31 +117,10 @@ def _add_config(path:Path, config:dict):
     tmp = path.with_name(f".{path.name}.cli{os.getpid()}")
     torch.save(ck, tmp); os.replace(tmp, path)
 
-def _plain_json(o):
-    "`o` with NaN/inf floats as None (strict JSON) and numpy scalars as Python numbers."
-    if isinstance(o, dict): return {str(k): _plain_json(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_plain_json(v) for v in o]
-    if isinstance(o, np.generic): o = o.item()
-    if isinstance(o, float) and not math.isfinite(o): return None
-    return o
-
-def _write_json(path:Path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_plain_json(obj), indent=1, allow_nan=False, default=str))
-
-def _clean_accuracy(model:nn.Module, ds, *, batch_size:int=256) -> float:
+# %% ../nbs/07_cli.ipynb #c11a0001
+def _clean_accuracy(model, ds) -> float:
     "Clean accuracy on all of `ds`, sharded over the processes."
-    x, y = _shard_tensors(ds, len(ds))
-    correct = (_predict(model, x, batch_size) == y.to(_device_of(model))).sum().item() if len(y) else 0
-    c, n = _all_sum(torch.tensor([float(correct), float(len(y))])).tolist()
-    return c / n
-
-def _device_of(model:nn.Module) -> torch.device:
-    return next(iter(model.parameters())).device
-
-def _predict(model:nn.Module, x:Tensor, batch_size:int=256) -> Tensor:
-    from robust_nb.attacks import predict
-    return predict(model, x.to(_device_of(model)), batch_size=batch_size)
+    return float(evaluate_attacks(model, *shard_tensors(ds, len(ds)), attacks=(), eps=()).accuracy.iloc[0])
 
 def cmd_train(a) -> dict:
     "`robust-nb train`: train a model with `fit` and write OUT/checkpoint.pt and OUT/metrics.json."
@@ -269,160 +131,53 @@ def cmd_train(a) -> dict:
     test_ds = load_dataset(cfg['data'], train=False, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'])
     model = build_model(cfg['model'], num_classes=cfg['num_classes'], in_channels=cfg['in_channels'], img_size=cfg['img_size'])
     loss = make_loss(cfg['method'], eps=cfg['eps'], alpha=cfg['alpha'], steps=cfg['steps'], norm=cfg['norm'], beta=cfg['beta'])
-    out = Path(a.out); ckpt = out / 'checkpoint.pt'
-    hist = fit(model, loaders(train_ds, batch_size=cfg['batch_size'], seed=a.seed), epochs=cfg['epochs'], lr=cfg['lr'],
+    out = prepare_out_dir(a.out, resume=a.resume, overwrite=a.overwrite, names=('--out', '--resume', '--overwrite'))
+    ckpt = out / 'checkpoint.pt'
+    valid_dl = torch.utils.data.DataLoader(test_ds, batch_size=512)       # the test accuracy of every epoch, as the authors log it
+    hist = fit(model, loaders(train_ds, batch_size=cfg['batch_size'], seed=a.seed), epochs=cfg['epochs'], lr=cfg['lr'], valid_dl=valid_dl,
                opt=cfg['opt'], loss=loss, sched=_schedule(cfg['sched']), seed=a.seed, ckpt_path=ckpt, resume=a.resume,
                progress=not a.no_progress, device=_device(a), opt_kw=dict(weight_decay=cfg['weight_decay']))
     acc = _clean_accuracy(model, test_ds)
     metrics = dict(config=cfg, history=hist.to_dict('records'), clean_accuracy=acc, checkpoint=str(ckpt))
-    if _world()[0] == 0:
+    if rank_world()[0] == 0:
         _add_config(ckpt, cfg)
-        _write_json(out / 'metrics.json', metrics)
+        write_json_atomic(out / 'metrics.json', metrics)
         print(f"robust-nb train: {cfg['method']} {cfg['model']} on {cfg['data']}, {cfg['epochs']} epochs: "
               f"clean test accuracy {acc:.4f}; wrote {ckpt} and {out / 'metrics.json'}")
-    _barrier()
+    barrier()
     return metrics
 
 def _device(a):
     "The `--device` (None lets `fit` and friends choose, `cuda:LOCAL_RANK` under torchrun)."
-    return get_device(a.device) if a.device else None
+    return get_device(a.device, name='--device') if a.device else None
 
 def _train_args(p):
     _common(p); _training(p)
 
 COMMANDS['train'] = (_train_args, cmd_train, 'train a model (standard, PGD-AT, TRADES, MART, FOAR, SOAR) with fit')
 
-# %% ../nbs/07_cli.ipynb #1a600fca
-def _peek_config(path:Path) -> dict:
-    "The configuration stored with checkpoint `path` (or in metrics.json next to it); `{}` if there is none."
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception: return {}      # load_checkpoint explains what is wrong with the file
-    cfg = ck.get('cli') if isinstance(ck, dict) else None
-    if cfg is None and (path.parent / 'metrics.json').is_file():
-        cfg = json.loads((path.parent / 'metrics.json').read_text()).get('config')
-    return dict(cfg or {})
-
-def build_from_config(cfg:dict) -> nn.Module:
-    "The (untrained) network a configuration describes: a flat model, or a HAR network if `cfg['har']`."
-    missing = [k for k in ('model', 'data') if not cfg.get(k)]
-    if missing: raise ValueError(f"the checkpoint carries no {' or '.join(missing)}; pass --{' and --'.join(missing)}")
-    info = dataset_info(cfg['data'], img_size=cfg.get('img_size'))
-    if not cfg.get('har'): return build_model(cfg['model'], num_classes=info['num_classes'], in_channels=info['in_channels'], img_size=info['img_size'])
-    from robust_nb.hierarchy import HAR
-    h = info['hierarchy']
-    mk = lambda k: build_model(cfg['model'], num_classes=k, in_channels=info['in_channels'], img_size=info['img_size'])
-    return HAR(mk(h.n_meta), [mk(len(i)) if len(i) > 1 else None for i in h.leaf_index], h)
-
-def load_model(path, *, model:str|None=None, data:str|None=None, img_size:int|None=None, device=None) -> tuple[nn.Module, dict]:
-    "The network saved at `path` (architecture from its configuration, or `model`/`data`) and that configuration."
-    path = Path(path)
-    cfg = _peek_config(path)
-    if model: cfg['model'] = check_choice(model, MODELS, 'model')
-    if data and data != cfg.get('data'):     # another dataset: the checkpoint's image side belonged to the old one
-        cfg['data'], cfg['img_size'] = check_choice(data, DATASETS, 'data'), None
-    if img_size: cfg['img_size'] = img_size
-    net = build_from_config(cfg)
-    load_checkpoint(path, net)
-    return net.to(device if device is not None else get_device()), cfg
-
-# %% ../nbs/07_cli.ipynb #b3ceb826
-ATTACKS = ('fgsm', 'pgd', 'cw', 'simba', 'autoattack', 'hierarchical')
-
-def _attack_batch(name:str, model, x, y, *, eps, norm, steps, queries, hierarchy, seed) -> dict:
-    "Per-example correctness `{row name: BoolTensor}` of `model` after attack `name` on one batch."
-    import robust_nb.attacks as A
-    if name == 'autoattack':
-        res = A.autoattack_components(model, x, y, eps=eps, norm=norm, steps=steps, n_queries=queries, seed=seed)
-        # autoattack_components returns accuracies; on one batch these are exact counts / len(y)
-        return {f'autoattack:{k}' if k != 'worst case' else 'autoattack': round(v * len(y)) for k, v in res.items() if k != 'clean'}
-    if name == 'fgsm': x_adv = (A.fgsm if norm == 'linf' else A.fgm)(model, x, y, eps=eps)
-    elif name == 'pgd': x_adv = A.pgd(model, x, y, eps=eps, steps=steps, norm=norm)
-    elif name == 'cw': x_adv = A.cw_l2(model, x, y, eps=eps, steps=steps)
-    elif name == 'simba': x_adv = A.simba(model, x, y, eps=eps, norm=norm, max_queries=queries)
-    else:
-        from robust_nb.hierarchy import hierarchical_pgd
-        x_adv, _ = hierarchical_pgd(model, x, y, hierarchy, eps=eps, steps=steps, norm=norm)
-    return {name: x_adv}
-
-def _counts(model, x_adv, y, hierarchy) -> list[float]:
-    "`[correct leaf, correct meta-class]` counts of `model` on `x_adv`."
-    pred = _predict(model, x_adv)
-    meta = hierarchy.meta_of.to(y.device) if hierarchy is not None else None
-    return [float((pred == y).sum()), float((meta[pred] == meta[y]).sum()) if meta is not None else float('nan')]
-
-def evaluate_attacks(model:nn.Module, x:Tensor, y:Tensor, *, attacks=('pgd',), eps=(8/255,), norm:str='linf', steps:int=20,
-                     queries:int=1000, hierarchy=None, batch_size:int=256, seed:int=0) -> pd.DataFrame:
-    "Accuracy (and meta-class accuracy) of `model` on `(x, y)` under each attack and eps, gathered over processes."
-    for a in attacks: check_choice(a, ATTACKS, 'attack')
-    if 'hierarchical' in attacks and hierarchy is None: raise ValueError("attack 'hierarchical' needs a dataset with a class hierarchy (digits, cifar10, cifar100, cifar5x5)")
-    dev = _device_of(model); x, y = x.to(dev), y.to(dev)
-    rows = {('clean', 0.0): [0.0, 0.0, 0.0]}
-    for i in range(0, len(y), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        c = _counts(model, xb, yb, hierarchy); r = rows[('clean', 0.0)]
-        r[0] += c[0]; r[1] += c[1]; r[2] += len(yb)
-        for name in attacks:
-            for e in eps:
-                set_seed(seed + _world()[0])
-                res = _attack_batch(name, model, xb, yb, eps=e, norm=norm, steps=steps, queries=queries, hierarchy=hierarchy, seed=seed)
-                for k, v in res.items():
-                    c = _counts(model, v, yb, hierarchy) if isinstance(v, Tensor) else [float(v), float('nan')]
-                    r = rows.setdefault((k, float(e)), [0.0, 0.0, 0.0])
-                    r[0] += c[0]; r[1] += c[1]; r[2] += len(yb)
-    keys = list(rows)
-    tot = _all_sum(torch.tensor([rows[k] for k in keys], dtype=torch.float64)).tolist()
-    df = pd.DataFrame([dict(attack=k[0], eps=k[1], norm='l2' if k[0] == 'cw' else norm, steps=steps, n=int(t[2]),
-                            accuracy=t[0] / t[2], meta_accuracy=t[1] / t[2]) for k, t in zip(keys, tot)])
-    if hierarchy is None: df = df.drop(columns='meta_accuracy')
-    return df
-
-# %% ../nbs/07_cli.ipynb #c2a52fd8
-def _plot(df:pd.DataFrame, path:Path, title:str):
-    "Accuracy vs eps per attack (a bar chart if there is a single eps), saved as a PNG."
-    import matplotlib
-    if 'ipykernel' not in sys.modules: matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    adv = df[df.attack != 'clean']
-    clean = float(df[df.attack == 'clean'].accuracy.iloc[0])
-    if adv.eps.nunique() > 1:
-        for name, g in adv.groupby('attack', sort=False):
-            ax.plot([0.0, *g.eps], [clean, *g.accuracy], marker='o', label=name)
-        ax.set_xlabel('eps'); ax.legend()
-    else:
-        ax.bar(['clean', *adv.attack], [clean, *adv.accuracy], color=['grey'] + ['C0'] * len(adv))
-        ax.tick_params(axis='x', rotation=30)
-    ax.set_ylabel('accuracy'); ax.set_ylim(0, 1.02); ax.set_title(title, fontsize=9)
-    fig.tight_layout(); fig.savefig(path, dpi=100)
-    return fig
-
+# %% ../nbs/07_cli.ipynb #c11a0002
 def cmd_eval(a) -> pd.DataFrame:
     "`robust-nb eval`: accuracy of a checkpoint under attacks; writes OUT/eval.json, OUT/eval.csv and OUT/eval.png."
-    dev = _device(a) or _default_device()
+    dev = _device(a) or process_device()
     model, cfg = load_model(a.checkpoint, model=a.model, data=a.data, device=dev)
     info = dataset_info(cfg['data'], img_size=cfg.get('img_size'))
     test_ds = load_dataset(cfg['data'], train=False, root=a.data_root or cfg.get('data_root'), img_size=info['img_size'],
                            seed=cfg.get('seed', 0), verify=cfg.get('verify', True) and not a.no_verify)
     n = min(len(test_ds), a.n_examples) if a.n_examples else len(test_ds)
-    x, y = _shard_tensors(test_ds, n)
+    x, y = shard_tensors(test_ds, n)
     df = evaluate_attacks(model, x, y, attacks=a.attack, eps=a.eps, norm=a.norm, steps=a.steps, queries=a.queries,
-                          hierarchy=info['hierarchy'], batch_size=a.batch_size, seed=a.seed)
-    if _world()[0] == 0:
+                          hierarchy=info['hierarchy'], batch_size=a.batch_size, seed=a.seed, progress=rank_world()[0] == 0)
+    if rank_world()[0] == 0:
         out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
         df.to_csv(out / 'eval.csv', index=False)
-        _write_json(out / 'eval.json', dict(checkpoint=str(a.checkpoint), config=cfg, device=str(dev), world_size=_world()[1],
+        write_json_atomic(out / 'eval.json', dict(checkpoint=str(a.checkpoint), config=cfg, device=str(dev), world_size=rank_world()[1],
                                            results=df.to_dict('records')))
         import matplotlib.pyplot as plt
-        plt.close(_plot(df, out / 'eval.png', f"{cfg.get('model')} ({cfg.get('method', '?')}) on {cfg['data']}, n={n}"))
+        plt.close(plot_accuracy(df, out / 'eval.png', f"{cfg.get('model')} ({cfg.get('method', '?')}) on {cfg['data']}, n={n}"))
         print(df.to_string(index=False)); print(f"robust-nb eval: wrote {out / 'eval.json'}, {out / 'eval.csv'} and {out / 'eval.png'}")
-    _barrier()
+    barrier()
     return df
-
-def _default_device():
-    "This process's device: `cuda:LOCAL_RANK` under torchrun with GPUs, else `get_device()`."
-    if _world()[1] > 1 and torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-    return get_device()
 
 def _eval_args(p:argparse.ArgumentParser):
     p.add_argument('checkpoint', help='a checkpoint written by robust-nb train/har/align (or by fit, with --model and --data)')
@@ -446,6 +201,7 @@ COMMANDS['eval'] = (_eval_args, cmd_eval, 'accuracy of a checkpoint under attack
 def cmd_har(a) -> dict:
     "`robust-nb har`: train a HAR network (5.2) with `train_har`; writes OUT/checkpoint.pt and OUT/metrics.json."
     from robust_nb.hierarchy import train_har
+    out = prepare_out_dir(a.out, overwrite=a.overwrite, names=('--out', '--resume', '--overwrite'))
     cfg = _run_config(a, 'har') | dict(har=True)
     hier = dataset_info(cfg['data'], img_size=cfg['img_size'])['hierarchy']
     if hier is None:
@@ -459,19 +215,18 @@ def cmd_har(a) -> dict:
     hist = train_har(net, train_ds, epochs=cfg['epochs'], lr=cfg['lr'], loss=loss, batch_size=cfg['batch_size'], seed=a.seed,
                      device=_device(a), opt=cfg['opt'], sched=_schedule(cfg['sched']), opt_kw=dict(weight_decay=cfg['weight_decay']),
                      progress=not a.no_progress)
-    net.to(_device(a) or _default_device())
-    x, y = _shard_tensors(test_ds, len(test_ds))
+    net.to(_device(a) or process_device())
+    x, y = shard_tensors(test_ds, len(test_ds))
     clean = evaluate_attacks(net, x, y, attacks=(), eps=(), hierarchy=hier).iloc[0]
     names = ['meta', *(f'leaves[{m}]' for m in hier.meta_names)]
     metrics = dict(config=cfg, history={n: h.to_dict('records') for n, h in zip(names, hist) if h is not None},
                    clean_accuracy=float(clean.accuracy), clean_meta_accuracy=float(clean.meta_accuracy))
-    out = Path(a.out)
-    if _world()[0] == 0:
+    if rank_world()[0] == 0:
         save_checkpoint(out / 'checkpoint.pt', net, cli=cfg)
-        _write_json(out / 'metrics.json', metrics)
+        write_json_atomic(out / 'metrics.json', metrics)
         print(f"robust-nb har: {cfg['method']} HAR({cfg['model']}) on {cfg['data']}: clean accuracy {clean.accuracy:.4f}, "
               f"meta-class accuracy {clean.meta_accuracy:.4f}; wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
-    _barrier()
+    barrier()
     return metrics
 
 def _har_args(p):
@@ -481,16 +236,10 @@ def _har_args(p):
 COMMANDS['har'] = (_har_args, cmd_har, 'train a HAR network (Chapter 5) on a dataset with a class hierarchy')
 
 # %% ../nbs/07_cli.ipynb #683447f9
-def _shard_mean(values:list[float], n:int) -> list[float]:
-    "Means over all processes of per-shard means `values` of shards with `n` examples each."
-    t = _all_sum(torch.tensor([*(v * n for v in values), float(n)], dtype=torch.float64)).tolist()
-    return [v / t[-1] for v in t[:-1]]
-
 def cmd_align(a) -> dict:
     "`robust-nb align`: align a source checkpoint to witness checkpoints; writes OUT/checkpoint.pt and OUT/metrics.json."
-    from robust_nb.alignment import align, kl_divergence, prediction_agreement, transfer_error
-    from robust_nb.attacks import pgd
-    dev = _device(a) or _default_device()
+    from robust_nb.alignment import align
+    dev = _device(a) or process_device()
     source, scfg = load_model(a.source, device=dev)
     others = {p: load_model(p, device=dev) for p in [*a.witness, *(a.target or [])]}
     for p, (_, c) in others.items():
@@ -505,33 +254,20 @@ def cmd_align(a) -> dict:
     aligned = align(source, ws, loaders(train_ds, batch_size=a.batch_size, seed=a.seed), epochs=a.epochs, lr=a.lr, T=a.T,
                     method=a.method, device=dev)
     n = min(len(test_ds), a.n_examples) if a.n_examples else len(test_ds)
-    x, y = (t.to(dev) for t in _shard_tensors(test_ds, n))
-    rows = []
-    for p, w in zip(a.witness, ws):
-        vals = [kl_divergence(w, m, x) for m in (source, aligned)] + [prediction_agreement(w, m, x) for m in (source, aligned)]
-        kl_s, kl_a, ag_s, ag_a = _shard_mean(vals, len(y))
-        rows.append(dict(witness=str(p), kl_source=kl_s, kl_aligned=kl_a, agreement_source=ag_s, agreement_aligned=ag_a))
-    transfer = []
-    for p in a.target or []:
-        t = others[p][0]; res = []
-        for m in (source, aligned):
-            set_seed(a.seed + _world()[0])
-            err, k = transfer_error(m, t, x, y, pgd, eps=a.eps, steps=a.steps, return_count=True)
-            res += [0.0 if k == 0 else err * k, float(k)]
-        s = _all_sum(torch.tensor(res, dtype=torch.float64)).tolist()
-        transfer.append(dict(target=str(p), error_source=s[0] / s[1] if s[1] else float('nan'), n_source=int(s[1]),
-                             error_aligned=s[2] / s[3] if s[3] else float('nan'), n_aligned=int(s[3])))
+    x, y = (t.to(dev) for t in shard_tensors(test_ds, n))
+    rows, transfer = alignment_metrics(source, aligned, dict(zip(a.witness, ws)), {p: others[p][0] for p in a.target or []},
+                                       x, y, eps=a.eps, steps=a.steps, seed=a.seed)
     cfg = scfg | dict(command='align', source=str(a.source), witnesses=[str(w) for w in a.witness], align_method=a.method,
-                      align_epochs=a.epochs, align_lr=a.lr, align_T=a.T, world_size=_world()[1])
+                      align_epochs=a.epochs, align_lr=a.lr, align_T=a.T, world_size=rank_world()[1])
     metrics = dict(config=cfg, witnesses=rows, transfer=transfer, eps=a.eps, steps=a.steps, n_examples=n)
     out = Path(a.out)
-    if _world()[0] == 0:
+    if rank_world()[0] == 0:
         save_checkpoint(out / 'checkpoint.pt', aligned, cli=cfg)
-        _write_json(out / 'metrics.json', metrics)
+        write_json_atomic(out / 'metrics.json', metrics)
         print(pd.DataFrame(rows).to_string(index=False))
         if transfer: print(pd.DataFrame(transfer).to_string(index=False))
         print(f"robust-nb align: wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
-    _barrier()
+    barrier()
     return metrics
 
 def _align_args(p):
@@ -552,113 +288,7 @@ def _align_args(p):
 
 COMMANDS['align'] = (_align_args, cmd_align, 'align a source model to witness models (Chapter 6) and measure transferability')
 
-# %% ../nbs/07_cli.ipynb #316b0eaf
-_T32 = """Method	Clean	FGSM	PGD20	PGD100	PGD200	PGD1000	PGD20-50
-Standard	92.54	21.59	0.14	0.09	0.10	0.08	0.10
-PGD10	80.64	50.96	42.86	42.27	42.21	42.17	42.55
-TRADES	75.61	50.06	45.38	45.19	45.18	45.16	45.24
-MART	75.88	52.55	46.60	46.29	46.25	46.21	46.40
-FOAR	65.84	36.96	32.28	31.87	31.89	31.89	32.08
-SOAR	87.95	67.15	56.06	55.00	54.94	54.69	54.20"""      # Table 3.2: CIFAR-10, ResNet10, linf eps = 8/255 (%)
-
-_T43 = """Dataset	Optimization	Test	Gaussian sigma2=0.01	Gaussian sigma2=0.05	Gaussian sigma2=0.1	l2 eps=0.5	l2 eps=0.7	l2 eps=1.0	linf eps=0.05	linf eps=0.07	linf eps=0.1
-MNIST	SGD	98.72	98.59	97.94	95.64	93.00	87.33	66.33	87.53	71.93	31.50
-MNIST	Adam	99.05	98.86	96.76	89.33	92.33	86.00	54.67	85.40	52.93	8.77
-MNIST	RMSProp	98.90	98.70	97.02	90.63	91.67	83.00	50.00	82.73	50.00	7.33"""   # Table 4.3, MNIST rows (%)
-
-_T49 = """No.	sign[A]	sign[A+B]	sign[A-B]	|A| vs |B|
-1	1	1	1	|A|>|B|
-2	1	1	-1	|A|<|B|
-3	1	1	0	|A|=|B|
-4	1	-1	1	|A|<|B|
-n/a	1	-1	-1	n/a
-n/a	1	-1	0	n/a
-5	1	0	1	|A|=|B|
-n/a	1	0	-1	n/a
-n/a	1	0	0	n/a
-n/a	-1	1	1	n/a
-6	-1	1	-1	|A|<|B|
-n/a	-1	1	0	n/a
-7	-1	-1	1	|A|<|B|
-8	-1	-1	-1	|A|>|B|
-9	-1	-1	0	|A|=|B|
-n/a	-1	0	1	n/a
-10	-1	0	-1	|A|=|B|
-n/a	-1	0	0	n/a
-n/a	0	1	1	n/a
-11	0	1	-1	|A|<|B|
-n/a	0	1	0	n/a
-12	0	-1	1	|A|<|B|
-n/a	0	-1	-1	n/a
-n/a	0	-1	0	n/a
-n/a	0	0	1	n/a
-n/a	0	0	-1	n/a
-13	0	0	0	|A|=|B|=0"""     # Table 4.9: every row (the update column is in the chapter)
-
-_T53 = """Model	Method	Clean	Untargeted PGD20	Untargeted PGD200	Hierarchical PGD20	Hierarchical PGD200
-Flat	Standard	82.57	24.89	24.94	0.00	0.00
-Flat	PGD10	69.81	37.80	37.02	22.60	21.98
-Flat	PGD10-T	75.02	41.30	40.84	22.10	21.00
-Flat	TRADES	67.67	41.47	41.27	27.00	26.80
-HAR	Standard	81.24	29.25	29.27	4.00	3.30
-HAR	PGD10	66.23	30.53	29.93	25.80	24.40
-HAR	TRADES	62.49	32.86	32.36	30.20	29.90"""    # Table 5.3: CIFAR-100 meta-class accuracy, linf eps = 8/255 (%)
-
-_T63 = """Source	Witness	Res18	Res50	Res101	VGG19	DN121	IncV3	ViT-T/16	ViT-S/16	ViT-B/16	SWIN
-Res50	n/a	44.52	61.51	53.01	43.47	50.59	36.05	25.58	21.54	18.86	22.65
-Res50	Res50	+9.60	+9.90	+8.12	+6.59	+8.98	+4.79	+0.67	+0.65	+0.42	+2.65
-Res50	VGG19	+8.30	+7.88	+7.41	+9.17	+9.93	+6.76	+0.75	+0.52	+0.17	+1.97
-Res50	ViT-B/16	-9.41	-19.39	-17.48	-10.04	-12.76	-8.49	-3.25	-2.69	-1.14	-4.17"""   # Table 6.3: first rows, ImageNet error (%) and its change after alignment
-
-REPRODUCIBLE = {   # table -> (module, function, title, the thesis's numbers as TSV)
-    '3.2': ('robust_nb.soar', 'table_3_2', 'SOAR vs baselines under white-box attacks (CIFAR-10, %)', _T32),
-    '4.3': ('robust_nb.optimizers', 'table_4_3', 'SGD vs Adam vs RMSProp: clean and perturbed accuracy, MNIST block (%)', _T43),
-    '4.9': ('robust_nb.linear', 'signgd_table', 'signGD dynamics: the 27 sign patterns of (A, A+B, A-B)', _T49),
-    '5.3': ('robust_nb.hierarchy', 'table_5_3', 'meta-class accuracy of flat and HAR models under untargeted and hierarchical PGD (%)', _T53),
-    '6.3': ('robust_nb.alignment', 'table_6_3', 'transfer error after aligning the source (%)', _T63),
-}
-
-def thesis_table(table:str) -> pd.DataFrame:
-    "The thesis's own numbers for `table` (the rows copied into `REPRODUCIBLE`)."
-    check_choice(table, REPRODUCIBLE, 'table')
-    return pd.read_csv(io.StringIO(REPRODUCIBLE[table][3]), sep='\t', dtype=str, keep_default_na=False)
-
-def table_function(table:str):
-    "The exported chapter function that computes `table`, or None if its chapter does not export one (yet)."
-    mod, fn = REPRODUCIBLE[check_choice(table, REPRODUCIBLE, 'table')][:2]
-    try: return getattr(importlib.import_module(mod), fn, None)
-    except ImportError: return None
-
-def available_tables() -> list[str]:
-    "The tables `reproduce` can compute with the chapters installed now."
-    return [t for t in REPRODUCIBLE if table_function(t) is not None]
-
-# %% ../nbs/07_cli.ipynb #be08dbe2
-def _markdown(df:pd.DataFrame) -> str:
-    "A GitHub-flavoured Markdown table of `df` (no extra dependency)."
-    cols = [str(c) for c in df.columns]
-    cell = lambda v: (f"{v:.4g}" if isinstance(v, float) else str(v)).replace('|', '\\|')
-    lines = ['| ' + ' | '.join(c.replace('|', '\\|') for c in cols) + ' |', '|' + '---|' * len(cols)]
-    lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in df.itertuples(index=False)]
-    return '\n'.join(lines)
-
-def reproduce(table:str, *, preset:str|None=None) -> pd.DataFrame:
-    "Run the chapter code behind thesis `table` in `preset` (None: the current one); returns its DataFrame."
-    if table not in REPRODUCIBLE:
-        raise ValueError(f"table got {table!r}; expected one of {tuple(REPRODUCIBLE)}; available now: {', '.join(available_tables()) or 'none'}")
-    fn = table_function(table)
-    if fn is None:
-        mod, name = REPRODUCIBLE[table][:2]
-        raise ValueError(f"table {table} has no exported experiment function ({mod}.{name} is missing); "
-                         f"available tables: {', '.join(available_tables()) or 'none'}")
-    P = get_preset(preset)
-    if 'preset' in inspect.signature(fn).parameters: return fn(preset=P.name)
-    old = os.environ.get('ROBUST_NB_PRESET'); os.environ['ROBUST_NB_PRESET'] = P.name
-    try: return fn()
-    finally:
-        if old is None: os.environ.pop('ROBUST_NB_PRESET', None)
-        else: os.environ['ROBUST_NB_PRESET'] = old
-
+# %% ../nbs/07_cli.ipynb #c11a0003
 def cmd_reproduce(a) -> pd.DataFrame:
     "`robust-nb reproduce TABLE`: writes OUT/table_<T>.csv, OUT/table_<T>_thesis.csv and OUT/table_<T>.md."
     if a.list:
@@ -668,16 +298,16 @@ def cmd_reproduce(a) -> pd.DataFrame:
     if a.table is None: raise ValueError(f"reproduce needs a TABLE; available: {', '.join(available_tables()) or 'none'}")
     P = get_preset(a.preset)
     ours = reproduce(a.table, preset=P.name)
-    if _world()[0] == 0:
+    if rank_world()[0] == 0:
         out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
         stem = f"table_{a.table}"
-        ours.to_csv(out / f'{stem}.csv', index=False); thesis_table(a.table).to_csv(out / f'{stem}_thesis.csv', index=False)
+        ours.to_csv(out / f'{stem}.csv', index=False); thesis_table(a.table, preset=P.name).to_csv(out / f'{stem}_thesis.csv', index=False)
         title = REPRODUCIBLE[a.table][2]
-        md = (f"# Table {a.table}: {title}\n\n## Ours (preset `{P.name}`, device `{_default_device()}`)\n\n{_markdown(ours)}\n\n"
-              f"## The thesis's numbers (copied from the thesis; its settings, not ours)\n\n{_markdown(thesis_table(a.table))}\n")
+        md = (f"# Table {a.table}: {title}\n\n## Ours (preset `{P.name}`, device `{process_device()}`)\n\n{markdown_table(ours)}\n\n"
+              f"## The thesis's numbers (copied from the thesis; its settings, not ours)\n\n{markdown_table(thesis_table(a.table, preset=P.name))}\n")
         (out / f'{stem}.md').write_text(md)
         print(md); print(f"robust-nb reproduce: wrote {out / (stem + '.csv')}, {out / (stem + '_thesis.csv')} and {out / (stem + '.md')}")
-    _barrier()
+    barrier()
     return ours
 
 def _reproduce_args(p):
@@ -688,75 +318,21 @@ def _reproduce_args(p):
 
 COMMANDS['reproduce'] = (_reproduce_args, cmd_reproduce, 'run the code behind a thesis table and write it next to the thesis\'s numbers')
 
-# %% ../nbs/07_cli.ipynb #d386ad6c
-SOLUTION_BEGIN = re.compile(r'^(\s*)# BEGIN SOLUTION\s*$')
-SOLUTION_END = re.compile(r'^\s*# END SOLUTION\s*$')
-STUB = 'raise NotImplementedError("Exercise: see the markdown above")'
-
-def strip_solutions(source:str, *, where:str='cell') -> tuple[str, int]:
-    "Replace each `# BEGIN SOLUTION` ... `# END SOLUTION` block of `source` by `STUB` at its indentation; `(source, n blocks)`."
-    out, indent, n = [], None, 0
-    for i, line in enumerate(source.split('\n'), 1):
-        if (m := SOLUTION_BEGIN.match(line)):
-            if indent is not None: raise ValueError(f"{where}, line {i}: '# BEGIN SOLUTION' inside a solution; expected '# END SOLUTION' first")
-            indent = m.group(1)
-        elif SOLUTION_END.match(line):
-            if indent is None: raise ValueError(f"{where}, line {i}: '# END SOLUTION' without a '# BEGIN SOLUTION' before it")
-            out.append(indent + STUB); indent, n = None, n + 1
-        elif indent is None: out.append(line)
-    if indent is not None: raise ValueError(f"{where}: '# BEGIN SOLUTION' without a matching '# END SOLUTION'")
-    return '\n'.join(out), n
-
-def _read_nb(nb):
-    import nbformat
-    return nbformat.read(str(nb), as_version=4) if isinstance(nb, (str, Path)) else nb
-
-def exercise_cells(nb) -> list[int]:
-    "Indices of the code cells of notebook `nb` (a path or a notebook) that hold a solution block."
-    cells = _read_nb(nb)['cells']
-    return [i for i, c in enumerate(cells) if c['cell_type'] == 'code'
-            and any(SOLUTION_BEGIN.match(l) for l in ''.join(c['source']).split('\n'))]
-
-def make_student_copy(nb_path, dest) -> Path:
-    "Write the student copy of notebook `nb_path` to `dest` (a file, or a folder): solutions replaced by stubs."
-    import nbformat
-    nb_path = Path(nb_path)
-    if not nb_path.is_file(): raise FileNotFoundError(f"notebook {str(nb_path)!r} does not exist")
-    dest = Path(dest)
-    if dest.suffix != '.ipynb': dest = dest / nb_path.name
-    if dest.resolve() == nb_path.resolve(): raise ValueError(f"dest {str(dest)!r} is the notebook itself; expected another path (never overwrite the solutions)")
-    nb = _read_nb(nb_path)
-    for i in exercise_cells(nb):
-        c = nb.cells[i]
-        c.source, _ = strip_solutions(''.join(c.source), where=f"{nb_path.name}, cell {i}")
-        c.outputs, c.execution_count = [], None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(dest))
-    return dest
-
-# %% ../nbs/07_cli.ipynb #e3824702
-def _find_nbs() -> Path:
-    "The book's notebook folder: `nbs/` of the repository around the working directory, else next to the package."
-    for d in [Path.cwd(), *Path.cwd().parents]:
-        if (d / 'settings.ini').is_file() and (d / 'nbs').is_dir(): return d / 'nbs'
-    d = Path(__file__).resolve().parents[1] / 'nbs'
-    if d.is_dir(): return d
-    raise FileNotFoundError("found no nbs/ folder of the robust-nb repository; pass --nbs DIR")
-
+# %% ../nbs/07_cli.ipynb #c11a0004
 def cmd_exercises(a) -> list[Path]:
     "`robust-nb exercises OUT_DIR`: student copies of every notebook of the book."
-    nbs = Path(a.nbs) if a.nbs else _find_nbs()
+    nbs = Path(a.nbs) if a.nbs else find_nbs()
     if not nbs.is_dir(): raise FileNotFoundError(f"--nbs {str(nbs)!r} is not a directory")
     out = Path(a.out_dir)
     if out.resolve() == nbs.resolve(): raise ValueError(f"OUT_DIR {str(out)!r} is the notebook folder itself; expected another folder (never overwrite the solutions)")
     files = sorted(nbs.glob('*.ipynb'))
     if not files: raise FileNotFoundError(f"--nbs {str(nbs)!r} holds no notebooks")
     written, n = [], 0
-    if _world()[0] == 0:
+    if rank_world()[0] == 0:
         for f in files:
             n += len(exercise_cells(f)); written.append(make_student_copy(f, out / f.name))
         print(f"robust-nb exercises: wrote {len(written)} student notebooks with {n} exercises to {out}")
-    _barrier()
+    barrier()
     return written
 
 def _exercises_args(p):
@@ -764,6 +340,26 @@ def _exercises_args(p):
     p.add_argument('--nbs', default=None, metavar='DIR', help="the book's notebooks (None: nbs/ of the repository around the working directory)")
 
 COMMANDS['exercises'] = (_exercises_args, cmd_exercises, 'write student copies of the notebooks, solutions replaced by stubs')
+
+# %% ../nbs/07_cli.ipynb #8ad71d95
+def cmd_grade(a) -> pd.DataFrame:
+    "`robust-nb grade DIR`: run every student's notebooks in fresh processes and score each exercise."
+    from robust_nb.exercises import grade_class, score_table, write_grades
+    grades = grade_class(a.dir, timeout=a.timeout, notebooks=a.notebooks, progress=lambda m: print(m, file=sys.stderr))
+    print(score_table(grades).to_string())
+    bad = grades[grades.score == 0]
+    if len(bad): print('\n' + '\n'.join(f"{r.student} {r.section} {r.exercise}: {r.status}: {r.message}" for r in bad.itertuples()))
+    csv, js = write_grades(grades, a.out)
+    print(f"robust-nb grade: {grades.student.nunique()} students, {grades.exercise.nunique()} exercises; wrote {csv} and {js}")
+    return grades
+
+def _grade_args(p):
+    p.add_argument('dir', metavar='DIR', help="the class: one folder of returned notebooks per student, DIR/<student>/*.ipynb")
+    p.add_argument('--out', default='grades', metavar='PATH', help='writes PATH.csv and PATH.json')
+    p.add_argument('--timeout', type=_positive, default=600, metavar='S', help='time limit per notebook, in seconds')
+    p.add_argument('--notebooks', nargs='+', default=None, metavar='NB', help='grade only these chapters (None: every chapter with exercises)')
+
+COMMANDS['grade'] = (_grade_args, cmd_grade, "score a class's returned notebooks, exercise by exercise")
 
 # %% ../nbs/07_cli.ipynb #56117172
 def make_parser() -> argparse.ArgumentParser:
@@ -798,4 +394,6 @@ def main(argv:list[str]|None=None) -> int:
 
 # %% ../nbs/07_cli.ipynb #0b277cc4
 #| eval: false
-if __name__ == '__main__': sys.exit(main())        # `python -m robust_nb.cli ...`, e.g. under torchrun
+import builtins
+if __name__ == '__main__' and not getattr(builtins, '__IPYTHON__', False):   # `python -m robust_nb.cli ...` (torchrun); never in Jupyter
+    sys.exit(main())

@@ -4,36 +4,46 @@
 
 # %% ../nbs/00_core.ipynb #0e45e69a
 from __future__ import annotations
-import os, math, random, contextlib, functools, itertools
+import os, math, random, contextlib, functools, itertools, warnings
 from dataclasses import dataclass, field, replace
 from numbers import Real
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['PRESETS', 'NORMS', 'get_device', 'check_seed', 'set_seed', 'Preset', 'get_preset', 'check_eps', 'check_positive_int',
-           'check_bool', 'check_norm', 'check_choice', 'check_inputs', 'lp_norm', 'steepest_ascent', 'project',
-           'dct_matrix', 'Normalized', 'eval_guard', 'model_device', 'on_model_device', 'to_numpy', 'batches',
-           'results_dir', 'record_claim', 'replication_table']
+           'check_bool', 'check_norm', 'check_choice', 'check_inputs', 'check_labels', 'check_model', 'check_positive',
+           'lp_norm', 'per_example', 'steepest_ascent', 'project', 'dct_matrix', 'Normalized', 'eval_guard',
+           'model_device', 'on_model_device', 'to_numpy', 'batches', 'batched_forward', 'predict', 'input_grad',
+           'results_dir']
 
 # %% ../nbs/00_core.ipynb #d9411469
+def _device_fix(name:str) -> str:
+    "How to ask for the CPU instead, in the words of the source `name` the device came from."
+    if name == 'ROBUST_NB_DEVICE': return "set ROBUST_NB_DEVICE=cpu or unset it"
+    if name.startswith('-'): return f"pass {name} cpu (or leave it out: the best available device)"
+    return f"pass {name}='cpu' (or None: the best available device)"
+
 def get_device(
     device:str|torch.device|None=None, # explicit device; `None` reads `ROBUST_NB_DEVICE`, then picks CUDA > MPS > CPU
+    *,
+    name:str='device',                 # what the caller calls `device` in messages, e.g. '--device' for a CLI flag
 ) -> torch.device:
     "The device every model and tensor of the book lives on."
-    if device is None: device = os.environ.get('ROBUST_NB_DEVICE') or None
+    if device is None: device, name = os.environ.get('ROBUST_NB_DEVICE') or None, 'ROBUST_NB_DEVICE'
     if device is None:
         if torch.cuda.is_available(): return torch.device('cuda')
         if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
         return torch.device('cpu')
     try: dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device (or ROBUST_NB_DEVICE) got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
+        raise ValueError(f"{name} got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
     if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device got {device!r} but CUDA is not available on this machine; use 'cpu' or unset ROBUST_NB_DEVICE")
+        raise ValueError(f"{name} got {device!r} but CUDA is not available on this machine; {_device_fix(name)}")
     if dev.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device got {device!r} but MPS is not available on this machine; use 'cpu' or unset ROBUST_NB_DEVICE")
+        raise ValueError(f"{name} got {device!r} but MPS is not available on this machine; {_device_fix(name)}")
     return dev
 
 # %% ../nbs/00_core.ipynb #7c5c1742
@@ -129,11 +139,15 @@ def check_inputs(
     eps=None,               # if given: checked with `check_eps`
     norm=None,              # if given: checked with `check_norm`
     name:str='x',           # how the images are called in error messages
-    unit_range:bool=True,   # require values in [0, 1]
+    unit_range:bool=True,   # require values in [0, 1] (and warn about an `eps` bigger than that range allows)
+    num_classes:int|None=None, # if given: labels must lie in [0, num_classes)
 ):
     "Validate a batch (and its labels, `eps`, `norm`) at a public boundary; returns `(eps, norm)`."
     if not isinstance(x, Tensor): raise ValueError(f"{name} got {type(x).__name__}; expected a torch.Tensor")
     if x.dim() < 2: raise ValueError(f"{name} got shape {tuple(x.shape)}; expected a batch (N, ...) with at least 2 dimensions")
+    if x.dim() == 3 and x.shape[0] in (1, 3) and x.shape[1] == x.shape[2] >= 8:
+        raise ValueError(f"{name} got shape {tuple(x.shape)}, one unbatched image (C, H, W); expected a batch (N, C, H, W): "
+                         f"pass {name}[None] (and its label as a tensor of shape (1,))")
     if not x.is_floating_point(): raise ValueError(f"{name} got dtype {x.dtype}; expected a floating-point tensor")
     if x.shape[0] == 0: raise ValueError(f"{name} got an empty batch of shape {tuple(x.shape)}; expected N >= 1")
     if not torch.isfinite(x).all(): raise ValueError(f"{name} contains NaN or infinite values; expected finite pixel values")
@@ -147,7 +161,41 @@ def check_inputs(
         if y.shape != (x.shape[0],):
             raise ValueError(f"y got shape {tuple(y.shape)}; expected ({x.shape[0]},) to match the batch of {name} {tuple(x.shape)}")
         if y.device != x.device: raise ValueError(f"y is on {y.device} but {name} is on {x.device}; expected the same device")
-    return (None if eps is None else check_eps(eps)), (None if norm is None else check_norm(norm))
+        check_labels(y, num_classes)
+    eps, norm = (None if eps is None else check_eps(eps)), (None if norm is None else check_norm(norm))
+    if eps is not None and unit_range: _warn_big_eps(eps, norm, x[0].numel())
+    return eps, norm
+
+# %% ../nbs/00_core.ipynb #c4ec0a00
+def check_labels(y:Tensor, num_classes:int|None=None, name:str='y') -> Tensor:
+    "`y` if its class labels are >= 0 (and < `num_classes` if given), else a `ValueError` naming the range found."
+    if y.numel() == 0: return y
+    lo, hi = y.min().item(), y.max().item()
+    if lo < 0 or (num_classes is not None and hi >= num_classes):
+        want = f"in [0, {num_classes - 1}] for {num_classes} classes" if num_classes is not None else ">= 0"
+        raise ValueError(f"{name} has labels in [{lo}, {hi}]; expected class indices {want}")
+    return y
+
+def _warn_big_eps(eps:float, norm:str|None, d:int):
+    "Warn when `eps` is bigger than the whole [0, 1] image range allows: likely a radius on the 0-255 scale."
+    if norm == 'l2':   # the l2 diameter of [0, 1]^d is sqrt(d): a larger ball contains every image
+        if eps > math.sqrt(d): warnings.warn(f"eps={eps:g} exceeds sqrt(d)={math.sqrt(d):.4g}, the l2 diameter of images in [0, 1] "
+                                             f"with d={d} values: the ball holds every image. Is eps on the 0-255 scale?", stacklevel=3)
+    elif eps > 1: warnings.warn(f"eps={eps:g} exceeds 1, the whole range of images in [0, 1]: the linf ball holds every image. "
+                                f"Is eps on the 0-255 scale (then pass {eps:g}/255 = {eps / 255:.4g})?", stacklevel=3)
+
+# %% ../nbs/00_core.ipynb #c0a1e001
+def check_model(model, name:str='model') -> nn.Module:
+    "`model` if it is a `torch.nn.Module`, else a `ValueError` naming `name`."
+    if not isinstance(model, nn.Module): raise ValueError(f"{name} got {type(model).__name__}; expected a torch.nn.Module")
+    return model
+
+def check_positive(v, name:str) -> float:
+    "`v` as a float, or a `ValueError` if it is not a finite number > 0 (a step size, a temperature, a radius that must not be 0)."
+    if isinstance(v, Tensor) and v.numel() == 1: v = v.item()
+    if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} got {v!r}; expected a finite number > 0")
+    return float(v)
 
 # %% ../nbs/00_core.ipynb #37f77d9b
 def lp_norm(delta:Tensor, norm:str) -> Tensor:
@@ -157,14 +205,14 @@ def lp_norm(delta:Tensor, norm:str) -> Tensor:
     if norm == 'l2': return flat.norm(p=2, dim=1)
     check_norm(norm)
 
-def _per_example(v:Tensor, like:Tensor) -> Tensor:
-    "Reshape a `(N,)` vector to broadcast against `like`."
-    return v.view(-1, *([1] * (like.dim() - 1)))
+def per_example(v:Tensor, like:Tensor) -> Tensor:
+    "Reshape per-example values `v` of shape `(N,)` (or `(..., N)`) to broadcast against `like` `(N, ...)` (or `(..., N, ...)`)."
+    return v.reshape(*v.shape, *([1] * (like.dim() - v.dim())))
 
 def steepest_ascent(g:Tensor, norm:str, tiny:float=1e-12) -> Tensor:
     "argmax over the unit `norm` ball of <v, g>, per example: sign(g) for linf, g/||g||_2 for l2."
     if norm == 'linf': return g.sign()
-    if norm == 'l2': return g / _per_example(lp_norm(g, 'l2').clamp_min(tiny), g)
+    if norm == 'l2': return g / per_example(lp_norm(g, 'l2').clamp_min(tiny), g)
     check_norm(norm)
 
 def project(
@@ -178,7 +226,7 @@ def project(
     delta = x_adv - x
     if norm == 'linf': delta = delta.clamp(-eps, eps)
     else:
-        n = _per_example(lp_norm(delta, 'l2'), delta)
+        n = per_example(lp_norm(delta, 'l2'), delta)
         delta = delta * torch.where(n > eps, eps / n.clamp_min(1e-12), torch.ones_like(n))
     return (x + delta).clamp(0, 1)
 
@@ -261,6 +309,43 @@ def batches(*tensors:Tensor, batch_size:int=256):
         if t.shape[0] != n: raise ValueError(f"batches got tensors with {n} and {t.shape[0]} rows; expected the same number")
     for i in range(0, n, batch_size): yield tuple(t[i:i + batch_size] for t in tensors)
 
+# %% ../nbs/00_core.ipynb #c0a1e003
+@on_model_device
+def batched_forward(
+    model:nn.Module,
+    x:Tensor,              # inputs `(N, ...)`
+    *,
+    batch_size:int=512,    # examples per forward pass
+    fn=None,               # applied to each batch's outputs, e.g. `lambda z: z.argmax(1)`; None: the outputs
+) -> Tensor:
+    "`fn(model(x_b))` over mini-batches `x_b` of `x`, concatenated: eval mode, no gradients, the model's state untouched."
+    batch_size = check_positive_int(batch_size, 'batch_size')
+    with eval_guard(check_model(model)), torch.no_grad():
+        return torch.cat([(out if fn is None else fn(out)) for out in (model(xb) for xb, in batches(x, batch_size=batch_size))])
+
+def predict(model:nn.Module, x:Tensor, *, batch_size:int=512) -> Tensor:
+    "Predicted classes of `model` for a batch `x` (eval mode, no gradients, in mini-batches; on `x`'s device)."
+    check_inputs(x, unit_range=False)
+    return batched_forward(model, x, batch_size=batch_size, fn=lambda z: z.argmax(1))
+
+def input_grad(
+    model,                      # `nn.Module` or any callable `x -> outputs`
+    x:Tensor, y:Tensor,
+    *,
+    loss_fn=None,               # `loss_fn(outputs, y) -> (N,)` per-example losses; None: cross-entropy
+    targeted:bool=False,        # negate the losses (descend towards `y`)
+    create_graph:bool=False,    # keep the graph (second derivatives); the losses are then not detached
+    transform=None,             # differentiable input transform applied before the model (input diversity, ...)
+) -> tuple[Tensor, Tensor]:
+    "Per-example losses at `x` and the gradient of their sum with respect to `x` only; works under `torch.no_grad()`."
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        out = model(x if transform is None else transform(x))
+        loss = F.cross_entropy(out, y, reduction='none') if loss_fn is None else loss_fn(out, y)
+        if targeted: loss = -loss
+        g, = torch.autograd.grad(loss.sum(), x, create_graph=create_graph)
+    return (loss if create_graph else loss.detach()), g
+
 # %% ../nbs/00_core.ipynb #7bc49e14
 import json
 from pathlib import Path
@@ -273,30 +358,9 @@ def results_dir() -> Path:
         if (d / 'settings.ini').exists() and (d / 'nbs').is_dir(): return d / '_book' / 'results'
     return Path.cwd() / 'robust_nb_results'
 
-def record_claim(
-    chapter:str,        # e.g. '3' or '4a'
-    key:str,            # short identifier, unique within the chapter
-    *,
-    claim:str,          # the thesis's claim in words
-    thesis:str,         # the thesis's number(s), as text
-    ours:str,           # our number(s), as text
-    reproduces:bool,    # does the claim hold in our run?
-    preset:str|None=None,
-) -> dict:
-    "Record one row of the replication table for `chapter` (one JSON file per chapter)."
-    if not isinstance(reproduces, (bool, np.bool_)): raise ValueError(f"reproduces got {reproduces!r}; expected True or False")
-    row = dict(chapter=str(chapter), key=key, claim=claim, thesis=str(thesis), ours=str(ours),
-               preset=preset or get_preset().name, reproduces=bool(reproduces))
-    d = results_dir(); d.mkdir(parents=True, exist_ok=True)
-    f = d / f'claims_{chapter}.json'
-    rows = [r for r in (json.loads(f.read_text()) if f.exists() else []) if r['key'] != key] + [row]
-    tmp = f.with_suffix('.tmp'); tmp.write_text(json.dumps(rows, indent=1)); os.replace(tmp, f)
-    return row
-
-def replication_table(path:str|Path|None=None):
-    "Every recorded claim as a DataFrame (chapter, claim, thesis, ours, preset, reproduces)."
-    import pandas as pd
-    d = Path(path) if path is not None else results_dir()
-    rows = [r for f in sorted(d.glob('claims_*.json')) for r in json.loads(f.read_text())] if d.exists() else []
-    cols = ['chapter', 'claim', 'thesis', 'ours', 'preset', 'reproduces']
-    return pd.DataFrame(rows, columns=['key'] + cols)[cols] if rows else pd.DataFrame(columns=cols)
+def __getattr__(name:str):
+    "The book plumbing moved to `robust_nb.book`; `core.record_claim` and `core.replication_table` are its functions."
+    if name in ('record_claim', 'replication_table'):
+        from . import book
+        return getattr(book, name)
+    raise AttributeError(f"module 'robust_nb.core' has no attribute {name!r}")

@@ -196,6 +196,8 @@ def idx_folder(
     name:str,          # 'mnist' or 'fashion_mnist'
     root=None,         # folder to search; None: `ROBUST_NB_DATA`, then Debian's folder (Fashion-MNIST)
     train:bool=True,   # which split's files must be there
+    *,
+    download_hint:bool=True, # the error suggests `vision_dataset(download=True)` (False: a caller without that option)
 ) -> Path:
     "The folder holding `name`'s IDX files for the split (see the search order above)."
     check_choice(name, tuple(_IDX_SETS), 'name')
@@ -211,7 +213,7 @@ def idx_folder(
            if name == 'fashion_mnist' else "put the four files of https://ossci-datasets.s3.amazonaws.com/mnist/")
     where = ', '.join(repr(str(d)) for d in searched) or 'nowhere (root is None and ROBUST_NB_DATA is not set)'
     raise FileNotFoundError(f"{name!r} needs {stem}-images-idx3-ubyte[.gz] and {stem}-labels-idx1-ubyte[.gz]; searched {where}. "
-                            f"To get them, {how} (gzipped or not) in root, or pass download=True to vision_dataset with internet.")
+                            f"To get them, {how} (gzipped or not) in root" + (", or pass download=True to vision_dataset with internet." if download_hint else "."))
 
 # %% ../nbs/01a_data.ipynb #44f352a8
 def _idx_split(folder:str, train:bool) -> tuple[np.ndarray, np.ndarray]:
@@ -287,14 +289,14 @@ def _caltech101_split(labels:list, train:bool, fraction:float=CALTECH101_TEST_FR
         keep += (idx[n_test:] if train else idx[:n_test]).tolist()
     return sorted(keep)
 
-def _caltech101(root, train, download, transform):
+def _caltech101(root, train, download, transform, download_hint=True):
     "torchvision's Caltech101 (categories) with greyscale photos made RGB, split by `_caltech101_split`."
     from torchvision import datasets, transforms
     cats = root / 'caltech101' / '101_ObjectCategories'
     has_classes = cats.is_dir() and any(p.is_dir() and p.name != 'BACKGROUND_Google' for p in cats.iterdir())
     if not download and not has_classes:
         raise FileNotFoundError(f"vision_dataset('caltech101') found no class folders in {str(cats)!r} (root {str(root)!r}); "
-                                "pass download=True (with internet; torchvision needs the gdown package) or extract "
+                                + ("pass download=True (with internet; torchvision needs the gdown package) or " if download_hint else "") + "extract "
                                 "101_ObjectCategories.tar.gz of https://data.caltech.edu/records/mzrjq-6wc02 into root/caltech101/")
     if not download and not (cats / 'BACKGROUND_Google').is_dir():
         raise FileNotFoundError(f"vision_dataset('caltech101') expects the folder BACKGROUND_Google in {str(cats)!r}, as the "
@@ -304,7 +306,7 @@ def _caltech101(root, train, download, transform):
                              download=download)
     return _Split(ds, _caltech101_split(ds.y, train), ds.categories)
 
-def _image_folder(name, root, train, download, transform):
+def _image_folder(name, root, train, download, transform, download_hint=True):
     "ImageFolder over root/train or root/val (Imagenette: also torchvision's root/imagenette2/...)."
     from torchvision import datasets
     split = 'train' if train else 'val'
@@ -315,16 +317,17 @@ def _image_folder(name, root, train, download, transform):
         datasets.Imagenette(root, split=split, download=True)  # torchvision's archive -> root/imagenette2/
     for d in (root / split, root / 'imagenette2' / split):
         if d.is_dir() and any(p.is_dir() for p in d.iterdir()): return datasets.ImageFolder(d, transform=transform)
-    how = ("pass download=True (with internet) to fetch https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz, or "
+    how = (("pass download=True (with internet) to fetch https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz, or "
+            if download_hint else "get https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz and ")
            if name == 'imagenette' else "get ImageNet from https://image-net.org and ")
     raise FileNotFoundError(f"vision_dataset({name!r}) found no class folders in {str(root / split)!r} (root {str(root)!r}); "
                             f"{how}put one folder of images per class in root/{split}/<class>/")
 
-def _idx_dataset(name, root, train, download, transform):
+def _idx_dataset(name, root, train, download, transform, download_hint=True):
     "torchvision's MNIST/FashionMNIST over the (gzipped) IDX files `idx_folder` finds, read by `read_idx`."
     from torchvision import datasets
     cls = datasets.MNIST if name == 'mnist' else datasets.FashionMNIST
-    try: folder = idx_folder(name, root, train=train)
+    try: folder = idx_folder(name, root, train=train, download_hint=download_hint)
     except FileNotFoundError:
         if not download or root is None: raise
         return cls(str(Path(root).expanduser()), train=train, transform=transform, download=True)
@@ -341,22 +344,24 @@ def vision_dataset(
     transform=None,        # image transform; `None`: `ToTensor()` (images in [0, 1])
     *,
     verify:bool=True,      # check torchvision's MD5 checksums (CIFAR, SVHN); `False`: only that the files exist
+    download_hint:bool=True, # missing files: the error suggests `download=True` (False: for callers that do not offer it, e.g. the CLI)
 ):
     "A thesis dataset read from local files through torchvision's own dataset classes."
     from torchvision import datasets, transforms
     check_choice(name, VISION_DATASETS, 'name')
     if transform is None: transform = transforms.ToTensor()
-    if name in _IDX_SETS: return _idx_dataset(name, root, train, download, transform)
+    if name in _IDX_SETS: return _idx_dataset(name, root, train, download, transform, download_hint)
     if root is None: raise ValueError(f"root got None; expected the directory that holds the {name} files")
     root = Path(root).expanduser()
-    if name in ('imagenette', 'imagenet'): return _image_folder(name, root, train, download, transform)
-    if name == 'caltech101': return _caltech101(root, train, download, transform)
+    if name in ('imagenette', 'imagenet'): return _image_folder(name, root, train, download, transform, download_hint)
+    if name == 'caltech101': return _caltech101(root, train, download, transform, download_hint)
     files, how = _files_for(name, train)
     missing = [f for f in files if not (root / f).is_file()]
     if missing and not download:
         raise FileNotFoundError(f"vision_dataset({name!r}) is missing {len(missing)} of {len(files)} files under root "
-                                f"{str(root)!r}: {', '.join(missing)}. Pass download=True (with internet) to let "
-                                f"torchvision fetch them, or put {how}.")
+                                f"{str(root)!r}: {', '.join(missing)}. "
+                                + ("Pass download=True (with internet) to let torchvision fetch them, or put " if download_hint else "Put ")
+                                + f"{how}.")
     cls = {'cifar10': datasets.CIFAR10, 'svhn': datasets.SVHN}.get(name, datasets.CIFAR100)
     if not verify: cls = _without_md5(cls)
     kw = dict(split='train' if train else 'test') if name == 'svhn' else dict(train=train)
@@ -551,7 +556,9 @@ def load_dataset(name:str, *, train:bool, root=None, img_size:int|None=None, see
         if augment not in (None, 'none'): raise ValueError(f"augment got {augment!r} for the digits; expected 'none' (they are tensors, not images to transform)")
         return digits('train' if train else 'test', size=info['img_size'], seed=seed)
     tf = dataset_transform(name, train=train, augment=augment, img_size=img_size)
+    if name in _IDX_SETS:       # MNIST/Fashion-MNIST: root, else ROBUST_NB_DATA, else (Fashion-MNIST) Debian's folder
+        return vision_dataset(name, root, train=train, transform=tf, download_hint=False)
     root = root or os.environ.get('ROBUST_NB_DATA')
     if not root: raise ValueError(f"data {name!r} needs --data-root DIR (or ROBUST_NB_DATA) holding its files; got none")
     if not Path(root).expanduser().is_dir(): raise FileNotFoundError(f"--data-root {str(root)!r} is not a directory; expected the folder that holds the {name} files")
-    return vision_dataset(name, root, train=train, verify=verify, transform=tf)
+    return vision_dataset(name, root, train=train, verify=verify, transform=tf, download_hint=False)

@@ -9,11 +9,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_inputs, check_eps, check_norm, check_positive_int, check_bool, eval_guard, project
-from .attacks import pgd, _pgd_run, _validate
+from .core import check_inputs, check_eps, check_norm, check_positive_int, check_bool, check_choice, check_model, eval_guard, project
+from .attacks import pgd, _pgd_run
 
 # %% auto #0
-__all__ = ['pgd_at_loss', 'trades_loss', 'mart_loss', 'targeted_pgd_at_loss']
+__all__ = ['METHODS', 'THESIS_NAMES', 'pgd_at_loss', 'trades_loss', 'mart_loss', 'targeted_pgd_at_loss', 'make_loss']
 
 # %% ../nbs/02b_defenses.ipynb #8e5111df
 def _attack_settings(eps, alpha, steps, norm, random_start=True, with_logits=False) -> dict:
@@ -48,7 +48,7 @@ def _kl_rows(p:Tensor, logits:Tensor) -> Tensor:
     return F.kl_div(F.log_softmax(logits, 1), p, reduction='none').sum(1)
 
 def _trades(model:nn.Module, x:Tensor, y:Tensor, *, beta, eps, alpha, steps, norm, random_start, with_logits):
-    _validate(model, x, y, eps, norm)
+    check_model(model); check_inputs(x, y, eps=eps, norm=norm)
     x = x.detach()
     with eval_guard(model):
         with torch.no_grad(): p_clean = F.softmax(model(x), 1)
@@ -112,3 +112,37 @@ def targeted_pgd_at_loss(hierarchy, *,   # a `robust_nb.data.Hierarchy`, or its 
     if meta_of.unique().numel() < 2:
         raise ValueError(f"hierarchy has {meta_of.unique().numel()} meta-class; expected at least 2 (targets come from other meta-classes)")
     return functools.partial(_targeted_pgd_at, meta_of=meta_of.long().clone(), **_attack_settings(eps, alpha, steps, norm, random_start, with_logits))
+
+# %% ../nbs/02b_defenses.ipynb #def0a001
+METHODS = ('standard', 'pgd', 'pgd-t', 'trades', 'mart', 'foar', 'soar')
+THESIS_NAMES = dict(zip(METHODS, ('Standard', 'PGD10', 'PGD10-T', 'TRADES', 'MART', 'FOAR', 'SOAR')))   # as in Tables 3.2, 5.3
+
+def _mean_of(objective, model, x, y, **kw) -> Tensor:
+    return objective(model, x, y, **kw).mean()
+
+def make_loss(
+    method:str,                 # a key of `METHODS` or its thesis name (`THESIS_NAMES`), e.g. 'pgd' or 'PGD10'
+    *,
+    eps:float=8/255,            # radius of the training attack's ball
+    alpha:float|None=None,      # PGD step size (None: eps / 4)
+    steps:int=10,               # PGD steps
+    norm:str='linf',
+    beta:float=6.0,             # weight of the robust term of TRADES and MART
+    hierarchy=None,             # the `Hierarchy` (or `meta_of`) of PGD10-T
+    init:str='pgd1',            # start point of FOAR and SOAR (App. 3.C)
+    with_logits:bool=True,      # PGD-AT, PGD10-T, TRADES, MART: return `(loss, adversarial logits)`
+):
+    "The `fit` loss `loss(model, x, y)` of training `method`; None for standard training (cross-entropy)."
+    method = check_choice({v: k for k, v in THESIS_NAMES.items()}.get(method, method), METHODS, 'method')
+    alpha = eps / 4 if alpha is None else alpha
+    at = dict(eps=eps, alpha=alpha, steps=steps, norm=norm, with_logits=with_logits)
+    if method == 'standard': return None
+    if method == 'pgd': return pgd_at_loss(**at)
+    if method == 'trades': return trades_loss(beta=beta, **at)
+    if method == 'mart': return mart_loss(beta=beta, **at)
+    if method == 'pgd-t':
+        if hierarchy is None: raise ValueError("hierarchy got None for method 'pgd-t'; expected the Hierarchy its targets come from")
+        return targeted_pgd_at_loss(hierarchy, **at)
+    from robust_nb import soar                  # Chapter 3's objectives: imported when asked for
+    return functools.partial(_mean_of, soar.foar_loss if method == 'foar' else soar.soar_loss,
+                             eps=check_eps(eps), init=init, norm=check_norm(norm))

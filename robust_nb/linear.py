@@ -182,7 +182,7 @@ def signgd_table(n_search:int=20000, seed:int=0) -> pd.DataFrame:
                 no += valid and (sa, sp, sm) != (0, 0, 0)
                 rows.append({'No.': (no if (sa, sp, sm) != (0, 0, 0) else 13) if valid else 'n/a',
                              'sign[A]': sa, 'sign[A+B]': sp, 'sign[A-B]': sm, 'valid': valid,
-                             'update': None if upd is None else tuple(np.round(upd, 12) + 0.),
+                             'update': None if upd is None else tuple((np.round(upd, 12) + 0.).tolist()),
                              '|A| vs |B|': 'n/a' if not valid else ('|A|=|B|=0' if sa == sp == sm == 0 else '|A|>|B|' if sp == sm == sa != 0 else '|A|<|B|' if sp == -sm and sp != 0 else '|A|=|B|')})
     return pd.DataFrame(rows)
 

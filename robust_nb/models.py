@@ -9,11 +9,11 @@ import math
 import torch
 from torch import nn, Tensor
 from torchvision.models.resnet import ResNet, BasicBlock, Bottleneck
-from .core import check_positive_int, check_bool
+from .core import check_positive_int, check_bool, check_choice, get_preset
 
 # %% auto #0
-__all__ = ['CNN6_CFG', 'CNN8_CFG', 'count_params', 'MLP', 'cnn6', 'cnn8', 'MnistCNN', 'PreActBlock', 'PreActResNet18',
-           'CifarResNet', 'resnet10', 'resnet18', 'resnet50']
+__all__ = ['CNN6_CFG', 'CNN8_CFG', 'MODELS', 'count_params', 'MLP', 'cnn6', 'cnn8', 'MnistCNN', 'PreActBlock', 'PreActResNet18',
+           'CifarResNet', 'resnet10', 'resnet18', 'resnet50', 'default_model', 'build_model']
 
 # %% ../nbs/01b_models.ipynb #9875a6b7
 def count_params(model:nn.Module, trainable_only:bool=True) -> int:
@@ -159,3 +159,31 @@ def resnet18(num_classes:int=10, in_channels:int=3, *, bn:bool=True) -> CifarRes
 def resnet50(num_classes:int=10, in_channels:int=3, *, bn:bool=True) -> CifarResNet:
     "ResNet50 of Ch. 5 and 6 (App. 5.A): bottleneck blocks [3, 4, 6, 3], CIFAR stem."
     return CifarResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, bn=bn)
+
+# %% ../nbs/01b_models.ipynb #b0de1001
+MODELS = {   # name -> builder(num_classes, in_channels, img_size)
+    'mlp':             lambda k, c, s: MLP(in_channels=c, input_size=s, num_classes=k),
+    'cnn6':            lambda k, c, s: cnn6(k, c),
+    'cnn8':            lambda k, c, s: cnn8(k, c),
+    'mnist_cnn':       lambda k, c, s: MnistCNN(k, c, input_size=s),
+    'preact_resnet18': lambda k, c, s: PreActResNet18(k, c),
+    'resnet10':        lambda k, c, s: resnet10(k, c),
+    'resnet18':        lambda k, c, s: resnet18(k, c),
+    'resnet50':        lambda k, c, s: resnet50(k, c),
+}
+
+def default_model(preset=None) -> str:
+    "The architecture a preset trains when none is named: an MLP in tiny, CNN6 in small, ResNet10 in paper."
+    return get_preset(preset).pick(tiny='mlp', small='cnn6', paper='resnet10')
+
+def build_model(
+    name:str,           # a key of `MODELS`
+    *,
+    num_classes:int,
+    in_channels:int,
+    img_size:int,       # side of the square input images
+) -> nn.Module:
+    "A fresh `name` network for `num_classes` classes and `in_channels` x `img_size` x `img_size` images."
+    check_choice(name, MODELS, 'model')
+    return MODELS[name](check_positive_int(num_classes, 'num_classes'), check_positive_int(in_channels, 'in_channels'),
+                        check_positive_int(img_size, 'img_size'))

@@ -22,7 +22,8 @@ from .book import committed_results, provenance, write_json_atomic
 
 # %% auto #0
 __all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'train_best_of_grid', 'optimizer_study', 'accuracy_table',
-           'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'fashion_mnist_job', 'fashion_mnist_row']
+           'thesis_header', 'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'fashion_mnist_job',
+           'fashion_mnist_row', 'fashion_mnist_table']
 
 # %% ../nbs/04b_optimizers.ipynb #9da50e29
 def _gaussian_accuracy(model, x, y, var:float, seed:int, batch_size:int=512) -> float:
@@ -121,15 +122,16 @@ def accuracy_table(df:pd.DataFrame, stat:str='mean') -> pd.DataFrame:
     return t.reindex(opts, level='optimizer').round(2)
 
 # %% ../nbs/04b_optimizers.ipynb #d583bd6c
-def _thesis_header(column:str) -> str:
+def thesis_header(column:str) -> str:
     "An `accuracy_table` column as Table 4.3 heads it: 'clean' -> 'Test', 'gaussian 0.01' -> 'Gaussian sigma2=0.01', 'l2 0.5' -> 'l2 eps=0.5'."
     if column == 'clean': return 'Test'
     kind, v = column.rsplit(' ', 1)
     return f'Gaussian sigma2={v}' if kind == 'gaussian' else f'{kind} eps={v}'
 
 def table_4_3(preset:str|None=None) -> pd.DataFrame:
-    "Table 4.3's MNIST block computed in `preset` (what `robust-nb reproduce 4.3` runs): SGD, Adam, RMSProp; accuracy in %."
+    "Table 4.3 in `preset` (what `robust-nb reproduce 4.3` runs): the MNIST block (digits in tiny), Fashion-MNIST's row in small; %."
     P = get_preset(preset)
+    if P.name == 'small': return fashion_mnist_table(seeds=P.seeds, run_missing=True)
     if P.name == 'paper':
         side, dataset = 28, 'MNIST'
         train_ds, test_ds = (vision_dataset('mnist', P.data_root, train=t) for t in (True, False))
@@ -142,7 +144,7 @@ def table_4_3(preset:str|None=None) -> pd.DataFrame:
                          sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
                          gauss_vars=(0.01, 0.05, 0.1), l2_eps=(0.5, 0.7, 1.0), linf_eps=(0.05, 0.07, 0.1), lipschitz=False)
     t = accuracy_table(df.assign(dataset=dataset)).reset_index()
-    t = t.rename(columns={'dataset': 'Dataset', 'optimizer': 'Optimization', **{c: _thesis_header(c) for c in t.columns[2:]}})
+    t = t.rename(columns={'dataset': 'Dataset', 'optimizer': 'Optimization', **{c: thesis_header(c) for c in t.columns[2:]}})
     t['Optimization'] = t['Optimization'].map(OPT_NAMES)
     return t
 
@@ -245,3 +247,29 @@ def fashion_mnist_row(
     order = {o: i for i, o in enumerate(OPT_ORDER)}
     return t.sort_values(['optimizer', 'column'], key=lambda s: s.map(order) if s.name == 'optimizer' else s.map(cols.index),
                          ignore_index=True)
+
+# %% ../nbs/04b_optimizers.ipynb #f4f21259
+def fashion_mnist_table(
+    results=None,                    # folder of job files; None: the committed `results/small/table_4_3`
+    *,
+    seeds=(0,),                      # the seeds whose jobs `run_missing` runs
+    run_missing:bool=False,          # run the jobs of `seeds` that have no file yet (they write into `results`)
+    protocol:FashionMnistProtocol=FashionMnistProtocol(),
+    device=None,
+) -> pd.DataFrame:
+    "Table 4.3's Fashion-MNIST row in the thesis's layout (%, mean over the seeds present; `seeds` column says how many)."
+    d = Path(results) if results is not None else committed_results('small') / 'table_4_3'
+    if run_missing:
+        for seed in seeds:
+            for opt, _ in protocol.lrs:
+                if not (d / f'{opt}_seed{seed}.json').exists(): fashion_mnist_job(opt, seed, d, protocol, device=device)
+    fm = fashion_mnist_row(d)
+    if not len(fm): raise FileNotFoundError(f"results {str(d)!r} holds no Fashion-MNIST job file ({{opt}}_seed{{seed}}.json); "
+                                            "run them with fashion_mnist_table(run_missing=True) or python tools/table_4_3_jobs.py")
+    cols = [c for c in protocol.columns() if c in set(fm.column)]
+    t = fm.pivot(index='optimizer', columns='column', values='mean')[cols].round(2)
+    t.insert(0, 'seeds', fm.groupby('optimizer').seeds.min())
+    t = t.reindex([o for o in OPT_ORDER if o in t.index]).reset_index()
+    t.insert(0, 'Dataset', 'Fashion-MNIST')
+    t['optimizer'] = t['optimizer'].map(OPT_NAMES)
+    return t.rename(columns={'optimizer': 'Optimization', **{c: thesis_header(c) for c in cols}})

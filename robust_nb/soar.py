@@ -11,6 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 import torch.autograd.forward_ad as fwAD
+import warnings
+with warnings.catch_warnings():   # fwAD's first dual tensor imports this module, whose torch.jit.script use warns (FutureWarning)
+    warnings.filterwarnings('ignore', message='.torch.jit.script. is', category=FutureWarning)
+    import torch._decomp.decompositions_for_jvp  # noqa: F401
 from torch.autograd.function import once_differentiable
 from .core import check_inputs, check_eps, check_choice, check_positive_int
 from .attacks import pgd, random_in_ball, _check_model

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01c_train.ipynb #554074d7
 from __future__ import annotations
-import os, math, time, random, pickle, warnings, atexit
+import os, sys, math, time, random, pickle, shutil, warnings, atexit
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,13 +15,18 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
-from fastprogress.fastprogress import master_bar, progress_bar
-from .core import get_device, set_seed, check_eps, check_choice, check_positive_int, check_seed, check_inputs, eval_guard, batches, model_device
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, RandomSampler
+from fastprogress.fastprogress import (ProgressBar, MasterBar, NBMasterBar, NBProgressBar, ConsoleMasterBar, ConsoleProgressBar,
+                                       format_time)
+from .data import dataset_tensors
+from .core import get_device, set_seed, check_eps, check_choice, check_positive_int, check_seed, check_inputs, check_labels, eval_guard, batches, model_device
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'make_optimizer', 'lr_factor', 'make_scheduler', 'save_checkpoint', 'load_checkpoint',
-           'evaluate', 'cross_entropy_loss', 'dist_env', 'setup_distributed', 'distributed_loader', 'fit']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'RUN_FILES', 'PROGRESS_MODES', 'make_optimizer', 'lr_factor', 'make_scheduler',
+           'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'check_loader', 'evaluate', 'cross_entropy_loss',
+           'dist_env', 'setup_distributed', 'distributed_loader', 'rank_world', 'process_device', 'all_sum', 'barrier',
+           'shard_indices', 'shard_tensors', 'shard_mean', 'prepare_out_dir', 'progress_mode', 'FinalLineBar',
+           'FinalLineMasterBar', 'progress_bars', 'fit']
 
 # %% ../nbs/01c_train.ipynb #71457910
 OPTIMIZERS = {
@@ -145,24 +150,33 @@ def _key_mismatch(model:nn.Module, state:dict, path) -> str|None:
     return (f"checkpoint {str(path)!r} does not fit the model {type(model).__name__} (another architecture?); "
             + '; '.join(p for p in parts if p))
 
-def load_checkpoint(
-    path:str|Path,                            # a file written by `save_checkpoint` or `fit`
-    model:nn.Module,                          # receives the saved weights (strictly: same keys and shapes)
-    optimizer:torch.optim.Optimizer|None=None, # receives the saved optimizer state, if given
+def read_checkpoint(
+    path:str|Path,      # a file written by `save_checkpoint` or `fit`
 ) -> dict:
-    "Load `path` safely (`weights_only=True`) into `model` (and `optimizer`); returns the whole checkpoint dict."
+    "The checkpoint dict at `path`, read safely (`weights_only=True`); a clear error naming the file if it is missing, truncated, corrupt or carries code."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
-    if not isinstance(model, nn.Module): raise ValueError(f"model got {type(model).__name__}; expected a torch.nn.Module")
     try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         raise ValueError(f"checkpoint {str(path)!r} was refused: it asks to rebuild Python objects other than tensors and plain "
                          f"containers, i.e. it carries code, and robust_nb only loads checkpoints with torch.load(weights_only=True), "
                          f"so none of it was executed. Only load it without this protection if you trust its source. Details: {e}") from None
     except Exception as e:  # truncated, corrupt or not a torch file at all
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+        msg = str(e).split('. ')[0]
+        raise ValueError(f"checkpoint {str(path)!r} ({path.stat().st_size} bytes) is not a readable torch checkpoint: truncated "
+                         f"(an interrupted copy or download?) or corrupt ({type(e).__name__}: {msg})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__} without a 'model' state dict; expected a file written by save_checkpoint or fit")
+    return ckpt
+
+def load_checkpoint(
+    path:str|Path,                            # a file written by `save_checkpoint` or `fit`
+    model:nn.Module,                          # receives the saved weights (strictly: same keys and shapes)
+    optimizer:torch.optim.Optimizer|None=None, # receives the saved optimizer state, if given
+) -> dict:
+    "Load `path` safely (`read_checkpoint`) into `model` (and `optimizer`); returns the whole checkpoint dict."
+    if not isinstance(model, nn.Module): raise ValueError(f"model got {type(model).__name__}; expected a torch.nn.Module")
+    ckpt = read_checkpoint(path)
     model = _unwrap(model)
     msg = _key_mismatch(model, ckpt['model'], path)
     if msg: raise ValueError(msg)
@@ -180,11 +194,19 @@ def _model_device(model:nn.Module) -> torch.device:
     "The device of `model`'s first parameter or buffer (the default device for a stateless model)."
     return model_device(model) or get_device()
 
-def _as_batches(data, batch_size:int) -> Iterable:
+def check_loader(dl, name:str='train_dl'):
+    "`dl` unless it is a `Dataset` of single examples where a `DataLoader` of batches is expected: then a `ValueError` naming `name`."
+    if isinstance(dl, Dataset) and not isinstance(dl, IterableDataset):
+        raise ValueError(f"{name} got {type(dl).__name__}, a Dataset of single examples; expected a DataLoader of (x, y) batches, "
+                         f"e.g. DataLoader({name}, batch_size=128, shuffle=True) or robust_nb.data.loaders")
+    return dl
+
+def _as_batches(data, batch_size:int, name:str='data') -> Iterable:
     "Batches of `data`: a `DataLoader`/iterable of `(x, y)` batches, or a pair of tensors `(x, y)`."
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         check_inputs(*data, name='x')
         return batches(*data, batch_size=batch_size)
+    check_loader(data, name)
     if isinstance(data, (Tensor, str)) or not isinstance(data, Iterable):
         raise ValueError(f"data got {type(data).__name__}; expected a DataLoader, an iterable of (x, y) batches or a pair of tensors (x, y)")
     return data
@@ -196,6 +218,7 @@ def evaluate(
     attack:Callable|None=None, # `attack(model, x, y, **kw) -> x_adv`; None for clean accuracy
     *,
     batch_size:int=256,        # batch size when `data` is a pair of tensors
+    name:str='data',           # what the caller calls `data` in error messages
     **kw,                      # passed to `attack` (eps, alpha, steps, ...)
 ) -> float:
     "Accuracy of `model` on `data`, on the clean inputs or on `attack`'s adversarial examples; model state untouched."
@@ -203,7 +226,7 @@ def evaluate(
     if attack is None and kw: raise ValueError(f"evaluate got attack options {sorted(kw)} but no attack")
     dev, correct, n = _model_device(model), 0, 0
     with eval_guard(model):
-        for x, y in _as_batches(data, batch_size):
+        for x, y in _as_batches(data, batch_size, name):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             if attack is not None:
                 with torch.enable_grad(): x = attack(model, x, y, **kw)
@@ -282,6 +305,110 @@ def distributed_loader(dl:DataLoader, *, rank:int, world:int, seed:int) -> DataL
                       collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last,
                       worker_init_fn=dl.worker_init_fn, persistent_workers=dl.persistent_workers and dl.num_workers > 0)
 
+# %% ../nbs/01c_train.ipynb #d15a0001
+def rank_world() -> tuple[int, int]:
+    "`(rank, world_size)` in the current process group; `(0, 1)` when none is initialised (`dist_env` reads torchrun's variables instead)."
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def process_device() -> torch.device:
+    "This process's device: `cuda:LOCAL_RANK` in a process group with GPUs, else `get_device()`."
+    if rank_world()[1] > 1 and torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+    return get_device()
+
+def all_sum(t:Tensor) -> Tensor:
+    "`t` summed over the processes (float64, on the CPU; `t` itself in one process)."
+    if rank_world()[1] == 1: return t
+    dev = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+    t = t.to(dev, torch.float64); dist.all_reduce(t)
+    return t.cpu()
+
+def barrier():
+    "Wait for every process (a no-op in one process)."
+    if rank_world()[1] > 1: dist.barrier()
+
+def shard_indices(n:int) -> list[int]:
+    "The indices of the `n` examples this process evaluates: a strided slice `rank, rank + world, ...`."
+    rank, world = rank_world()
+    return list(range(rank, n, world))
+
+def shard_tensors(ds, n:int) -> tuple[Tensor, Tensor]:
+    "This process's shard of the first `n` examples of dataset `ds`, as tensors `(x, y)`."
+    idx = shard_indices(n)
+    if not idx: raise ValueError(f"the evaluation shard is empty ({n} examples, {rank_world()[1]} processes); expected fewer processes than examples")
+    return dataset_tensors(ds, idx)
+
+def shard_mean(values:list[float], n:int) -> list[float]:
+    "Means over every process of the per-shard means `values`, each over a shard of `n` examples."
+    t = all_sum(torch.tensor([*(v * n for v in values), float(n)], dtype=torch.float64)).tolist()
+    return [v / t[-1] for v in t[:-1]]
+
+# %% ../nbs/01c_train.ipynb #a0d1f002
+RUN_FILES = ('checkpoint.pt', 'metrics.json')   # what marks a folder as a training run's
+
+def prepare_out_dir(
+    out:str|Path,            # the run's output folder (created if needed)
+    *,
+    resume:bool=False,       # continue the run in `out`: keep its files
+    overwrite:bool=False,    # replace the run in `out`: delete its files first
+    names:tuple=('out', 'resume=True', 'overwrite=True'),  # how the caller spells the folder and the two options, e.g. ('--out', '--resume', '--overwrite')
+) -> Path:
+    "`out`, ready for a training run: a new or empty folder, or a used one only with `resume` (kept) or `overwrite` (emptied)."
+    out, (o, r, w) = Path(out), names
+    if resume and overwrite: raise ValueError(f"{r} and {w} were both given; expected at most one (continue the run, or replace it)")
+    if out.exists() and not out.is_dir(): raise ValueError(f"{o} got {str(out)!r}, which is a file; expected a folder")
+    used = sorted(p.name + ('/' if p.is_dir() else '') for p in out.iterdir()) if out.is_dir() else []
+    if used and not (resume or overwrite):
+        shown = ', '.join(used[:6]) + (f', ... ({len(used)} in all)' if len(used) > 6 else '')
+        raise ValueError(f"{o} got {str(out)!r}, which already holds {shown}; expected an empty or new folder: "
+                         f"pass {r} to continue the run there, {w} to replace it, or choose another folder")
+    if used and overwrite:
+        if not any((out / f).exists() for f in RUN_FILES):
+            raise ValueError(f"{o} got {str(out)!r}, which holds {', '.join(used[:6])} but no {' or '.join(RUN_FILES)}: "
+                             f"not a training run, so {w} will not delete it; choose another folder")
+        if rank_world()[0] == 0:
+            for p in out.iterdir(): shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        barrier()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+# %% ../nbs/01c_train.ipynb #a0d1f005
+PROGRESS_MODES = ('live', 'console', 'final')
+
+def progress_mode() -> str:
+    "'live' in a Jupyter frontend's kernel (JupyterLab, Colab), 'console' when stdout is a terminal, else 'final' (the book, logs, CI)."
+    ip = sys.modules.get('IPython')
+    shell = ip.get_ipython() if ip is not None and hasattr(ip, 'get_ipython') else None
+    if type(shell).__name__ == 'ZMQInteractiveShell' or 'google.colab' in sys.modules: return 'live'
+    try: return 'console' if sys.stdout.isatty() else 'final'
+    except (AttributeError, ValueError): return 'final'
+
+class FinalLineBar(ProgressBar):
+    "A fastprogress bar that prints nothing while it runs and, unless it has a parent (or `leave=False`), one line when it ends."
+    def __init__(self, gen, total=None, display=True, leave=True, parent=None, master=None, comment=''):
+        self.prefix, self.text = '', ''
+        super().__init__(gen, total=total, display=display, leave=leave, parent=parent, master=master, comment=comment)
+    def on_update(self, val, text): self.text = text
+    def on_iter_end(self):
+        if self.leave and self.display and self.text: print(f"{self.prefix}{self.text}", flush=True)
+        super().on_iter_end()
+
+class FinalLineMasterBar(MasterBar):
+    "The master bar of `FinalLineBar`s: rows written with `write` as they come, then one line when the loop ends."
+    pcls = FinalLineBar
+    def __init__(self, gen, total=None, **kw): super().__init__(gen, FinalLineBar, total); self.total_time = False
+    def add_child(self, child): self.child = child
+    write = ConsoleMasterBar.write
+    def on_iter_end(self):
+        b = self.main_bar
+        print(f"done: {b.last_v}/{b.total} in {format_time(time.time() - b.start_t)}", flush=True)
+
+def progress_bars(mode:str|None=None) -> tuple[type, type]:
+    "`(master_bar, progress_bar)` classes for `mode` (None: `progress_mode()`): live HTML, console, or final-line-only bars."
+    mode = progress_mode() if mode is None else check_choice(mode, PROGRESS_MODES, 'mode')
+    return {'live': (NBMasterBar, NBProgressBar), 'console': (ConsoleMasterBar, ConsoleProgressBar),
+            'final': (FinalLineMasterBar, FinalLineBar)}[mode]
+
 # %% ../nbs/01c_train.ipynb #7aeceb0a
 _HIST_COLS = ['epoch', 'train_loss', 'train_acc', 'valid_acc', 'lr', 'time']
 
@@ -294,15 +421,29 @@ def _loss_and_logits(out) -> tuple[Tensor, Tensor|None]:
     if not isinstance(out, Tensor): raise ValueError(f"loss returned {type(out).__name__}; expected a tensor")
     return (out.mean() if out.dim() else out), logits
 
+def _num_outputs(model:nn.Module, x:Tensor) -> int|None:
+    "The number of classes `model` predicts (its output width on one example), or None if its output is not `(N, C)` logits."
+    with torch.no_grad(), eval_guard(model): out = model(x[:1])
+    return out.shape[1] if isinstance(out, Tensor) and out.dim() == 2 else None
+
+def _clean_logits(model:nn.Module, x:Tensor) -> Tensor:
+    "`model`'s logits on `x` in eval mode without gradients (the model's state untouched)."
+    with torch.no_grad(), eval_guard(model): return model(x)
+
 def _run_epoch(net, dl, loss, opt, sched, dev, mb) -> tuple[float, float]:
-    "One pass over `dl`; returns the mean training loss and accuracy (NaN without logits), summed over processes."
+    "One pass over `dl`; returns the mean training loss and accuracy, summed over processes."
     net.train()
+    model, n_classes = _unwrap(net), None
     tot = torch.zeros(4, dtype=torch.float64, device=dev)   # loss sum, examples, correct, examples with logits
-    bar = progress_bar(dl, parent=mb, leave=False) if mb is not None else dl
+    bar = mb.progress(dl, leave=False) if mb is not None else dl
     every = max(1, len(dl) // 20) if hasattr(dl, '__len__') else 10
     for i, (x, y) in enumerate(bar):
+        if i == 0: n_classes = _num_outputs(model, x.to(dev))
+        if y.device.type == 'cpu': check_labels(y, n_classes, name="train_dl's y")   # on the CPU: no GPU sync
+        if i == 0: check_inputs(x, y, name="train_dl's x", unit_range=False)
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         l, logits = _loss_and_logits(loss(net, x, y))
+        if logits is None: logits = _clean_logits(model, x)     # a loss without logits: accuracy on the clean batch
         opt.zero_grad(set_to_none=True)
         l.backward()
         opt.step(); sched.step()
@@ -314,7 +455,7 @@ def _run_epoch(net, dl, loss, opt, sched, dev, mb) -> tuple[float, float]:
     if dist.is_available() and dist.is_initialized(): dist.all_reduce(tot)
     tot = tot.tolist()
     if tot[1] == 0: raise ValueError("train_dl got no batches; expected at least one (x, y) batch")
-    return tot[0] / tot[1], (tot[2] / tot[3] if tot[3] else float('nan'))
+    return tot[0] / tot[1], tot[2] / tot[3]
 
 # %% ../nbs/01c_train.ipynb #07ca527c
 def _resume(ckpt_path, model, optimizer, scheduler, *, warn:bool) -> tuple[list, int]:
@@ -329,6 +470,7 @@ def _resume(ckpt_path, model, optimizer, scheduler, *, warn:bool) -> tuple[list,
     _set_rng_state(ck['rng'])
     return list(ck['history']), int(ck['epoch'])
 
+# %% ../nbs/01c_train.ipynb #a0d1f008
 def fit(
     model:nn.Module,                 # trained in place (moved to `device`)
     train_dl:Iterable,               # a DataLoader of (x, y) batches (re-sharded under torchrun)
@@ -342,7 +484,7 @@ def fit(
     seed:int=0,                      # seeds the generators at every epoch from (seed, epoch)
     ckpt_path:str|Path|None=None,    # checkpoint written after every epoch
     resume:bool=False,               # continue from `ckpt_path` if it exists
-    progress:bool=True,              # progress bar and a table row per epoch (rank 0 only)
+    progress:bool=True,              # progress bar and a table row per epoch (rank 0 only; see `progress_bars`)
     device=None,                     # None: `get_device()` (`cuda:LOCAL_RANK` under torchrun)
     opt_kw:dict|None=None,           # extra options for `make_optimizer`, e.g. {'weight_decay': 2e-4}
     distributed:bool|None=None,      # None: join torchrun's process group if there is one; False: train in this process alone
@@ -356,6 +498,8 @@ def fit(
     if loss is None: loss = cross_entropy_loss
     if not callable(loss): raise ValueError(f"loss got {type(loss).__name__}; expected a callable loss(model, x, y)")
     if distributed not in (None, False): raise ValueError(f"distributed got {distributed!r}; expected None (automatic) or False")
+    check_loader(train_dl, 'train_dl')
+    if valid_dl is not None: check_loader(valid_dl, 'valid_dl')
     rank, world, dev, _ = setup_distributed(device) if distributed is None else (0, 1, get_device(device), False)
     model = _unwrap(model).to(dev)
     if world > 1: train_dl = distributed_loader(train_dl, rank=rank, world=world, seed=seed)
@@ -366,7 +510,7 @@ def fit(
     hist, start = _resume(ckpt_path, model, optimizer, scheduler, warn=rank == 0) if resume else ([], 0)
     net = DDP(model, device_ids=[dev.index] if dev.type == 'cuda' else None) if world > 1 else model
     show = progress and rank == 0
-    mb = master_bar(range(start, epochs)) if show and start < epochs else None
+    mb = progress_bars()[0](range(start, epochs)) if show and start < epochs else None
     if mb is not None:
         mb.write(_HIST_COLS, table=True)
         for h in hist: mb.write([f"{h[c]:.4f}" if isinstance(h[c], float) else str(h[c]) for c in _HIST_COLS], table=True)
@@ -378,7 +522,7 @@ def fit(
             for b in model.buffers(): dist.broadcast(b, 0)
         if not math.isfinite(tl):
             raise FloatingPointError(f"training loss became {tl} in epoch {epoch + 1}; try a smaller lr (got {lr})")
-        va = evaluate(model, valid_dl) if valid_dl is not None else float('nan')
+        va = evaluate(model, valid_dl, name='valid_dl') if valid_dl is not None else float('nan')
         hist.append(dict(epoch=epoch + 1, train_loss=tl, train_acc=ta, valid_acc=va, lr=lr0, time=time.perf_counter() - t0))
         if mb is not None: mb.write([str(epoch + 1)] + [f"{hist[-1][c]:.4f}" for c in _HIST_COLS[1:]], table=True)
         if ckpt_path is not None and rank == 0:

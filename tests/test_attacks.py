@@ -7,7 +7,8 @@ from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from robust_nb.core import set_seed, lp_norm
-from robust_nb.attacks import (fgsm, fgm, bim, pgd, cw_l2, simba, autoattack_components, robust_accuracy,
+from robust_nb.attacks import (fgsm, fgm, bim, pgd, cw_l2, simba, autoattack_components, autoattack_component,
+                               AUTOATTACK_COMPONENTS, robust_accuracy,
                                nonzero_grad_count, mean_confidence, eps_one_sanity_check, predict)
 from robust_nb.defenses import pgd_at_loss, trades_loss, mart_loss, targeted_pgd_at_loss
 
@@ -53,8 +54,11 @@ def cnn():
     return m, x, y
 
 # ---------------------------------------------------------------- torchattacks cross-checks
-torchattacks = pytest.importorskip('torchattacks')
+try: import torchattacks
+except ImportError: torchattacks = None     # only the cross-checks and AutoAttack need it; the rest still runs
+needs_torchattacks = pytest.mark.skipif(torchattacks is None, reason='torchattacks is not installed')
 
+@needs_torchattacks
 @pytest.mark.parametrize('seed', [0, 1, 2])
 @pytest.mark.parametrize('kind', ['mlp', 'cnn'])
 def test_fgsm_matches_torchattacks(kind, seed):
@@ -63,6 +67,7 @@ def test_fgsm_matches_torchattacks(kind, seed):
     for eps in (0.01, 0.1, 0.3):
         torch.testing.assert_close(fgsm(m, x, y, eps=eps), torchattacks.FGSM(m, eps=eps)(x, y), atol=1e-6, rtol=0)
 
+@needs_torchattacks
 @pytest.mark.parametrize('seed', [0, 1, 2])
 @pytest.mark.parametrize('kind', ['mlp', 'cnn'])
 def test_pgd_linf_matches_torchattacks(kind, seed):
@@ -78,6 +83,7 @@ def test_pgd_linf_matches_torchattacks(kind, seed):
     torch.testing.assert_close(pgd(m, x, t, eps=8/255, alpha=2/255, steps=10, random_start=False, targeted=True),
                                atk(x, y), atol=1e-6, rtol=0)
 
+@needs_torchattacks
 @pytest.mark.parametrize('seed', [0, 1, 2])
 @pytest.mark.parametrize('kind', ['mlp', 'cnn'])
 def test_pgd_l2_matches_torchattacks(kind, seed):
@@ -89,6 +95,7 @@ def test_pgd_l2_matches_torchattacks(kind, seed):
     ref = torchattacks.PGDL2(m, eps=0.5, alpha=0.1, steps=10, random_start=False)(x, y)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
 
+@needs_torchattacks
 def test_torchattacks_model_mode_semantics(cnn):
     "Both libraries attack the eval-mode model: equal results from a model left in train mode."
     m, x, y = cnn
@@ -184,6 +191,36 @@ def test_simba_queries_and_monotonicity(seed, basis, q, targeted):
         p0, p1 = (torch.softmax(m(z), 1).gather(1, y[:, None]).squeeze(1) for z in (x, x_adv))
     assert ((p1 >= p0 - 1e-6) if targeted else (p1 <= p0 + 1e-6)).all()
 
+# ---------------------------------------------------------------- CW: success means margin >= kappa
+def _logit_margin(m, x, y, targeted=False):
+    "How far the decision is past the boundary: max_{j != y} Z_j - Z_y (untargeted), Z_y - max_{j != y} Z_j (targeted)."
+    with torch.no_grad(): z = m(x).double()
+    z_y = z.gather(1, y[:, None]).squeeze(1)
+    z_other = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), float('-inf')).amax(1)
+    return z_y - z_other if targeted else z_other - z_y
+
+@pytest.mark.parametrize('targeted', [False, True])
+def test_cw_success_requires_the_kappa_margin(targeted):
+    "Carlini-Wagner (and foolbox): an iterate counts as a success, and steers the search over c, only if margin >= kappa."
+    set_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 4)).eval()
+    x = torch.rand(64, 1, 4, 4)
+    with torch.no_grad(): pred = m(x).argmax(1)
+    y = (pred + 1) % 4 if targeted else pred
+    kappa = 0.1 if targeted else 0.5    # reachable in the box: untargeted margins up to ~1.6, targeted ones less
+    x_adv = cw_l2(m, x, y, kappa=kappa, c=0.1, steps=100, lr=0.05, binary_steps=5, targeted=targeted)
+    changed = (x_adv != x).flatten(1).any(1)
+    margin = _logit_margin(m, x_adv, y, targeted)
+    assert changed.float().mean() > 0.5, f"only {changed.sum().item()} of 64 examples reached the margin {kappa}"
+    short = changed & (margin < kappa - 1e-4)
+    assert not short.any(), f"{short.sum().item()} returned examples have margin below kappa={kappa} (first: {margin[short][:5].tolist()})"
+    # kappa = 0 keeps the plain rule: misclassified (resp. classified as the target) counts
+    x0 = cw_l2(m, x, y, c=1.0, steps=50, lr=0.05, targeted=targeted)
+    done0 = (x0 != x).flatten(1).any(1)
+    with torch.no_grad(): p0 = m(x0).argmax(1)
+    test = (p0 == y) if targeted else (p0 != y)
+    assert torch.equal(done0, test), f"{(done0 != test).sum().item()} examples returned changed but unsuccessful (or the reverse)"
+
 # ---------------------------------------------------------------- devices
 @pytest.mark.parametrize('device', DEVICES)
 def test_attacks_keep_device(device):
@@ -214,6 +251,7 @@ def test_gradient_masking_diagnostics(cnn):
     lin = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     assert nonzero_grad_count(lin, x, y) == 64.0
 
+@needs_torchattacks
 def test_autoattack_components_quick(cnn):
     m, x, y = cnn
     res = autoattack_components(m, x[:16], y[:16], eps=0.05, steps=5, n_queries=50, n_target_classes=2)
@@ -221,6 +259,35 @@ def test_autoattack_components_quick(cnn):
     assert all(res[k] <= res['clean'] for k in ('APGD-CE', 'APGD-T', 'FAB-T', 'Square'))
     assert res['worst case'] < res['clean']   # the ensemble of attacks finds adversarial examples
     assert not m.training and all(p.grad is None for p in m.parameters())
+
+@needs_torchattacks
+def test_autoattack_cumulative_runs_each_component_on_the_survivors(cnn):
+    "cumulative=True: each component (standard order) only on the points still robust, in batches: as AutoAttack runs."
+    m, x, y = cnn
+    y = y.clone(); y[:4] = (y[:4] + 1) % 10                   # a few clean errors, which no component must see
+    kw = dict(eps=0.05, steps=5, n_queries=50, n_target_classes=2, batch_size=8)
+    snap = snapshot(m)
+    res = autoattack_components(m, x, y, cumulative=True, per_example=True, **kw)
+    assert_same_state(m, snap)
+    assert list(res) == ['clean', *AUTOATTACK_COMPONENTS, 'worst case']
+    left = predict(m, x) == y                                  # the same loop, by hand, with the shared component
+    for name in AUTOATTACK_COMPONENTS:
+        idx = left.nonzero().squeeze(1)
+        if idx.numel(): left[idx] = autoattack_component(m, x[idx], y[idx], name, **kw)
+        assert torch.equal(res[name], left), name
+    assert torch.equal(res['worst case'], left)
+    acc = autoattack_components(m, x, y, cumulative=True, components=('APGD-T', 'APGD-CE'), **kw)
+    assert list(acc) == ['clean', 'APGD-CE', 'APGD-T', 'worst case']    # a subset, still in the standard order
+    assert acc['APGD-CE'] == res['APGD-CE'].double().mean().item() and acc['APGD-T'] == res['APGD-T'].double().mean().item()
+
+@needs_torchattacks
+def test_autoattack_component_batches_match_separate_calls(cnn):
+    "batch_size splits the input: the same result as calling the component on each slice."
+    m, x, y = cnn
+    kw = dict(eps=0.05, steps=5, n_target_classes=2)
+    whole = autoattack_component(m, x, y, 'APGD-T', batch_size=8, **kw)
+    parts = torch.cat([autoattack_component(m, x[i:i + 8], y[i:i + 8], 'APGD-T', **kw) for i in range(0, 32, 8)])
+    assert torch.equal(whole, parts)
 
 # ---------------------------------------------------------------- defenses
 @pytest.mark.parametrize('make', [pgd_at_loss, trades_loss, mart_loss,
@@ -271,6 +338,12 @@ BAD_CALLS = [
     (lambda m, x, y: simba(m, x.flatten(1), y, eps=0.1), 'simba expects'),
     (lambda m, x, y: autoattack_components(m, x, y, eps=0.1, components=('APGD-CE', 'DeepFool')), 'components'),
     (lambda m, x, y: autoattack_components(m, x, y, eps=-0.1), 'eps'),
+    (lambda m, x, y: autoattack_components(m, x, y, eps=0.1, components=('Square', 'Square')), 'distinct'),
+    (lambda m, x, y: autoattack_components(m, x, y, eps=0.1, cumulative='yes'), 'cumulative'),
+    (lambda m, x, y: autoattack_components(m, x, y, eps=0.1, batch_size=0), 'batch_size'),
+    (lambda m, x, y: autoattack_components(m, x, y, eps=0.1, n_queries=0), 'n_queries'),
+    (lambda m, x, y: autoattack_component(m, x, y, 'FAB', eps=0.1), 'name'),
+    (lambda m, x, y: cw_l2(m, x, y, kappa=-1.0), 'kappa'),
     (lambda m, x, y: robust_accuracy(m, x, pgd, eps=0.1), 'data got'),
     (lambda m, x, y: robust_accuracy(m, (x, y[:3])), 'y got shape'),
     (lambda m, x, y: robust_accuracy(m, (x, y), 'pgd'), 'attack got'),

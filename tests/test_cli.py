@@ -101,7 +101,8 @@ def test_bad_arguments_exit_2_with_one_line(trained, tmp_path):
 
 
 @pytest.mark.parametrize('argv, says', [
-    (('train', '--data', 'mnist', '--data-root', '{tmp}/nowhere', '--out', '{tmp}/c'), 'not a directory'),
+    (('train', '--data', 'cifar10', '--data-root', '{tmp}/nowhere', '--out', '{tmp}/c'), 'not a directory'),
+    (('train', '--data', 'mnist', '--data-root', '{tmp}/nowhere', '--out', '{tmp}/c'), 'nowhere/MNIST/raw'),   # searched like vision_dataset
     (('train', '--data', 'svhn', '--out', '{tmp}/c'), '--data-root'),
     (('train', '--eps', '-0.1', '--out', '{tmp}/d'), "got '-0.1'"),
     (('train', '--epochs', '0', '--out', '{tmp}/d'), "got '0'"),
@@ -266,3 +267,57 @@ def test_reproduce_chapter_table(table, reproduced):
         assert {'Clean', 'PGD20'} <= set(shared) or {'Clean', 'Untargeted PGD20', 'Hierarchical PGD200'} <= set(shared), shared
         assert values.astype(float).stack().between(0, 100).all()
     assert f'table_{table}.md' in r.stdout
+
+
+# ---------------------------------------------------------------- issue 15's rough edges through the command line
+
+def _cli_source():
+    import inspect, robust_nb.cli
+    return inspect.getsource(robust_nb.cli)
+
+
+def test_eval_names_a_truncated_checkpoint_first(trained, tmp_path, capsys):
+    "A cut checkpoint is named (with its size) before anything asks for --model and --data."
+    from robust_nb.cli import main
+    cut = tmp_path / 'cut.pt'
+    cut.write_bytes((trained / 'checkpoint.pt').read_bytes()[:2000])
+    for extra in ([], ['--model', 'mlp', '--data', 'digits']):
+        code = main(['eval', str(cut), '--out', str(tmp_path / 'e'), *extra])
+        line = _one_line_error(subprocess.CompletedProcess([], code, '', capsys.readouterr().err))
+        assert f"checkpoint '{cut}' (2000 bytes) is not a readable torch checkpoint: truncated" in line, line
+        assert 'carries no' not in line, line
+
+
+def test_device_flag_is_blamed_not_the_variable(trained, tmp_path, capsys, monkeypatch):
+    if torch.cuda.is_available(): pytest.skip('needs a machine without CUDA')
+    if "name='--device'" not in _cli_source(): pytest.skip("07_cli does not pass get_device(a.device, name='--device') yet")
+    from robust_nb.cli import main
+    monkeypatch.setenv('ROBUST_NB_DEVICE', 'cpu')
+    code = main(['eval', str(trained / 'checkpoint.pt'), '--device', 'cuda', '--out', str(tmp_path / 'e')])
+    line = _one_line_error(subprocess.CompletedProcess([], code, '', capsys.readouterr().err))
+    assert "--device got 'cuda' but CUDA is not available" in line and 'ROBUST_NB_DEVICE' not in line, line
+
+
+def test_train_refuses_a_used_out_folder(trained, tmp_path, capsys):
+    from robust_nb.cli import main, make_parser
+    if '--overwrite' not in make_parser()._subparsers._group_actions[0].choices['train'].format_help():
+        pytest.skip('07_cli has no --overwrite yet (prepare_out_dir is not wired)')
+    out = tmp_path / 'run'; out.mkdir(); (out / 'eval').mkdir(); (out / 'eval' / 'eval.csv').write_text('stale')
+    (out / 'checkpoint.pt').write_bytes((trained / 'checkpoint.pt').read_bytes())
+    args = ['train', '--epochs', '1', '--out', str(out), '--no-progress']
+    line = _one_line_error(subprocess.CompletedProcess([], main(args), '', capsys.readouterr().err))
+    assert 'already holds checkpoint.pt, eval/' in line and '--resume' in line and '--overwrite' in line, line
+    assert main([*args, '--overwrite']) == 0, capsys.readouterr().err
+    assert not (out / 'eval').exists() and (out / 'checkpoint.pt').is_file() and (out / 'metrics.json').is_file()
+
+
+def test_eval_reports_progress(trained, tmp_path, capsys):
+    if 'progress=' not in _cli_source().split('def cmd_eval', 1)[1].split('\ndef ', 1)[0]:
+        pytest.skip('07_cli does not pass progress to evaluate_attacks yet')
+    from robust_nb.cli import main
+    assert main(['eval', str(trained / 'checkpoint.pt'), '--attack', 'fgsm', 'pgd', '--eps', '0.05', '0.1', '--steps', '2',
+                 '--n-examples', '64', '--batch-size', '32', '--out', str(tmp_path / 'e')]) == 0
+    out = capsys.readouterr().out
+    assert '\r' not in out, out
+    for a in ('fgsm', 'pgd'):
+        for e in ('0.05', '0.1'): assert f'{a} eps={e}: accuracy' in out, out

@@ -397,3 +397,21 @@ def test_real_fashion_mnist_from_debian():
     assert torch.bincount(te.y).tolist() == [1000] * 10 and torch.bincount(tr.y).tolist() == [6000] * 10
     assert float(tr.x.min()) == 0.0 and float(tr.x.max()) == 1.0
     assert te.y[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]   # the first test labels of the official t10k file
+
+@pytest.mark.parametrize('name', ['mnist', 'cifar10', 'svhn', 'caltech101', 'imagenette'])
+def test_download_hint_only_where_the_caller_offers_download(tmp_path, name):
+    "The CLI has no --download: its missing-file errors (download_hint=False) say where the files go, not download=True."
+    with pytest.raises(FileNotFoundError) as e: vision_dataset(name, tmp_path, download_hint=False)
+    assert 'download=True' not in str(e.value) and str(tmp_path) in str(e.value)
+    with pytest.raises(FileNotFoundError, match='download=True'): vision_dataset(name, tmp_path)
+
+def test_load_dataset_fashion_mnist_needs_no_root(tmp_path, monkeypatch):
+    "`robust-nb ... --data fashion_mnist` without --data-root: ROBUST_NB_DATA, else Debian's files."
+    from robust_nb.data import load_dataset
+    ref = write_fashion_gz(tmp_path / 'FashionMNIST' / 'raw', n_test=3)
+    monkeypatch.setenv('ROBUST_NB_DATA', str(tmp_path))
+    ds = load_dataset('fashion_mnist', train=False)
+    assert len(ds) == 3 and ds[2][1] == int(ref['t10k'][1][2])
+    monkeypatch.delenv('ROBUST_NB_DATA')
+    if (FASHION_MNIST_DEBIAN_DIR / 't10k-images-idx3-ubyte.gz').is_file():
+        assert len(load_dataset('fashion_mnist', train=False)) == 10_000

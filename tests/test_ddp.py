@@ -57,6 +57,10 @@ SCRIPT = textwrap.dedent('''
     h2 = T.fit(adv, DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True), epochs=3, lr=0.1,
                opt='sgd_momentum', loss=fgsm_at, progress=False, device='cpu')
     res.update(adv=adv.state_dict(), adv_loss=h2.train_loss.tolist())
+
+    # 3. the evaluation helpers of robust_nb.train: sharding, sums and means over the two processes
+    res.update(rank_world=list(T.rank_world()), shard=T.shard_indices(5), total=T.all_sum(torch.tensor([rank + 1.0])).item(),
+               mean=T.shard_mean([float(rank)], 3))
     torch.save(res, f'{out}/rank{rank}.pt')
 ''')
 
@@ -114,6 +118,14 @@ def test_only_rank0_writes_and_prints(ddp_run):
     ck = load_checkpoint(tmp / 'ckpt.pt', m)
     assert ck['epoch'] == 4 and ck['config']['world_size'] == 2
     for k, v in m.state_dict().items(): assert torch.equal(v, r0['params'][k])
+
+
+def test_evaluation_helpers_gather_over_processes(ddp_run):
+    _, (r0, r1) = ddp_run
+    assert (r0['rank_world'], r1['rank_world']) == ([0, 2], [1, 2])
+    assert (r0['shard'], r1['shard']) == ([0, 2, 4], [1, 3])              # strided shards cover 0..4 once
+    assert r0['total'] == r1['total'] == 3.0                              # 1 + 2 on both ranks
+    assert r0['mean'] == r1['mean'] == [0.5]                              # mean of 0 and 1 over equal shards
 
 
 def test_matches_one_process_run(ddp_run):

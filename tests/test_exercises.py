@@ -26,3 +26,19 @@ def test_student_copy_fails_on_its_stub(name, tmp_path, monkeypatch):
     finally: dest.unlink(missing_ok=True)
     assert not ok, f'the student copy of {name} passes: its checks do not test the exercise'
     assert 'NotImplementedError' in err.getvalue(), f'{name} failed, but not on the exercise stub:\n{err.getvalue()[-2000:]}'
+
+def test_every_exercise_is_in_its_chapter_with_a_check_cell(tmp_path):
+    "Each registered exercise: its chapter defines the name inside a solution block, a later cell calls its check, and the student copy holds the stub."
+    from robust_nb.exercises import EXERCISES, exercises_in
+    import nbformat
+    pending = set()                                          # chapters without check cells yet
+    for key, ex in EXERCISES.items():
+        nb = nbformat.read(ROOT / 'nbs' / ex.notebook, as_version=4)
+        where = exercises_in(ROOT / 'nbs' / ex.notebook)
+        assert key in where, f'{ex.notebook} defines no {ex.name} for exercise {key}'
+        assert where[key] in exercise_cells(nb), f'{ex.notebook}: the cell defining {ex.name} has no solution block'
+        calls = [i for i, c in enumerate(nb.cells) if f"check_exercise({key!r}" in ''.join(c.source)]
+        if ex.notebook not in pending: assert calls and calls[0] > where[key], f'{ex.notebook}: no check_exercise({key!r}, ...) after the exercise'
+        copy = make_student_copy(ROOT / 'nbs' / ex.notebook, tmp_path / ex.notebook)
+        src = ''.join(nbformat.read(copy, as_version=4).cells[where[key]].source)
+        assert 'NotImplementedError' in src and 'BEGIN SOLUTION' not in src, f'student copy of {key}: {src[:300]}'

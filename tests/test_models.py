@@ -98,3 +98,16 @@ def test_attack_style_use_on_device(name):
     assert g.shape == x.shape and g.abs().sum() > 0 and g.device.type == dev.type
     assert m.training and all(p.requires_grad for p in m.parameters()) and all(p.grad is None for p in m.parameters())
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+@pytest.mark.parametrize('name', ['preact_resnet18', 'resnet50', 'mnist_cnn', 'mlp'])
+def test_build_model_by_name(name):
+    "The registry builds the same network as the constructor it names (the big ones the notebook skips)."
+    from robust_nb.models import MODELS, build_model
+    side = 28 if name == 'mnist_cnn' else 8
+    set_seed(0); m = build_model(name, num_classes=5, in_channels=3, img_size=side)
+    set_seed(0); ref = MODELS[name](5, 3, side)
+    assert type(m) is type(ref) and count_params(m) == count_params(ref)
+    for k, v in ref.state_dict().items(): assert torch.equal(m.state_dict()[k], v), k
+    assert m.eval()(torch.rand(2, 3, side, side)).shape == (2, 5)
+    with pytest.raises(ValueError, match='img_size got 0'): build_model(name, num_classes=5, in_channels=3, img_size=0)

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from robust_nb.core import set_seed
 from robust_nb.train import (fit, make_optimizer, evaluate, save_checkpoint, load_checkpoint, lr_factor,
-                             cross_entropy_loss, OPTIMIZERS)
+                             cross_entropy_loss, OPTIMIZERS, read_checkpoint, prepare_out_dir, progress_bars, progress_mode)
 
 
 
@@ -173,7 +173,7 @@ def test_checkpoint_contents_are_weights_only(tmp_path):
 def test_fit_loss_contract():
     vec = lambda model, x, y: F.cross_entropy(model(x), y, reduction='none')
     h = fit(_net(), _dl(), epochs=1, lr=0.1, loss=vec, progress=False, device='cpu')
-    assert h.train_acc.isna().all() and h.train_loss.notna().all()
+    assert h.train_acc.between(0, 1).all() and h.train_loss.notna().all()   # no logits: clean-batch accuracy, never NaN
     with pytest.raises(ValueError, match='loss returned a sequence of 3'):
         fit(_net(), _dl(), epochs=1, lr=0.1, loss=lambda m, x, y: (1, 2, 3), progress=False, device='cpu')
     with pytest.raises(FloatingPointError, match='training loss became nan'):
@@ -201,6 +201,10 @@ def test_progress_output(capsys):
     assert 'train_loss' in out and 'valid_acc' in out
     fit(_net(), _dl(), epochs=2, lr=0.1, progress=False, device='cpu')
     assert capsys.readouterr().out == ''
+    # pytest captures stdout (no terminal, no Jupyter): the bars print only a final line, no carriage returns
+    assert '\r' not in out and '%' not in out, out
+    lines = out.splitlines()
+    assert len(lines) == 4 and lines[-1].startswith('done: 2/2 in '), lines
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -320,3 +324,90 @@ def test_evaluate_bad_input():
     with pytest.raises(ValueError, match='empty'): evaluate(_net(), [])
     with pytest.raises(ValueError, match='data got Tensor'): evaluate(_net(), x)
     with pytest.raises(ValueError, match='no attack'): evaluate(_net(), (x, y), eps=0.1)
+
+
+# ---------------------------------------------------------------- the rough edges of issue 15
+
+def test_truncated_checkpoint_is_named_first(tmp_path):
+    save_checkpoint(tmp_path / 'ok.pt', _net())
+    data = (tmp_path / 'ok.pt').read_bytes()
+    for n in (10, len(data) // 2, len(data) - 50):
+        (tmp_path / 'cut.pt').write_bytes(data[:n])
+        for load in (lambda: read_checkpoint(tmp_path / 'cut.pt'), lambda: load_checkpoint(tmp_path / 'cut.pt', _net())):
+            with pytest.raises(ValueError, match=f"checkpoint '.*cut.pt' \\({n} bytes\\) is not a readable torch checkpoint: truncated"):
+                load()
+
+
+def test_eval_load_model_names_a_truncated_checkpoint_before_asking_for_model_and_data(tmp_path):
+    from robust_nb.evaluation import load_model
+    save_checkpoint(tmp_path / 'ok.pt', _net())
+    (tmp_path / 'cut.pt').write_bytes((tmp_path / 'ok.pt').read_bytes()[:300])
+    for kw in ({}, dict(model='mlp', data='digits')):
+        with pytest.raises(ValueError, match='cut.pt.*not a readable torch checkpoint') as e: load_model(tmp_path / 'cut.pt', **kw)
+        assert 'carries no model' not in str(e.value)
+
+
+def test_fit_names_train_dl_when_given_a_dataset():
+    ds = TensorDataset(*_data(64))
+    with pytest.raises(ValueError, match='train_dl got TensorDataset, a Dataset of single examples; expected a DataLoader'):
+        fit(_net(), ds, epochs=1, lr=0.1, progress=False, device='cpu')
+    with pytest.raises(ValueError, match='valid_dl got TensorDataset'):
+        fit(_net(), _dl(), epochs=1, lr=0.1, valid_dl=ds, progress=False, device='cpu')
+
+
+@pytest.mark.parametrize('shift, says', [(4, r"train_dl's y has labels in \[4, 7\]; expected class indices in \[0, 3\] for 4 classes"),
+                                         (-4, r"train_dl's y has labels in \[-4, -1\]; expected class indices in \[0, 3\]")])
+def test_fit_names_the_label_range(shift, says):
+    x, _ = _data(64)
+    dl = DataLoader(TensorDataset(x, torch.arange(64) % 4 + shift), batch_size=32)
+    with pytest.raises(ValueError, match=says): fit(_net(), dl, epochs=1, lr=0.1, progress=False, device='cpu')
+
+
+def test_train_acc_for_every_objective():
+    "Losses with logits (standard, PGD-AT) and without (SOAR, a plain scalar) all report an accuracy in [0, 1]."
+    from robust_nb.defenses import pgd_at_loss
+    from robust_nb.soar import soar_objective
+    losses = {'standard': None, 'pgd_at': pgd_at_loss(eps=0.05, alpha=0.02, steps=2, with_logits=True),
+              'pgd_at_no_logits': pgd_at_loss(eps=0.05, alpha=0.02, steps=2),
+              'soar': soar_objective(eps=0.05), 'scalar': lambda m, x, y: F.cross_entropy(m(x), y)}
+    for name, loss in losses.items():
+        h = fit(_net(), _dl(96), epochs=1, lr=0.05, loss=loss, progress=False, device='cpu')
+        assert h.train_acc.notna().all() and h.train_acc.between(0, 1).all(), (name, h.train_acc.tolist())
+
+
+def test_clean_train_acc_leaves_training_unchanged():
+    "The extra forward pass for a loss without logits changes no weight: same weights as the loss that returns them."
+    pair = lambda m, x, y: (lambda z: (F.cross_entropy(z, y), z))(m(x))
+    only = lambda m, x, y: F.cross_entropy(m(x), y)
+    a, b = _net(), _net()
+    fit(a, _dl(), epochs=2, lr=0.1, loss=pair, progress=False, device='cpu', seed=3)
+    fit(b, _dl(), epochs=2, lr=0.1, loss=only, progress=False, device='cpu', seed=3)
+    _assert_same(a, b)
+
+
+def test_prepare_out_dir(tmp_path):
+    run = tmp_path / 'run'
+    assert prepare_out_dir(run) == run and run.is_dir()
+    save_checkpoint(run / 'checkpoint.pt', _net()); (run / 'eval').mkdir(); (run / 'eval' / 'eval.csv').write_text('old')
+    with pytest.raises(ValueError, match=r"--out got '.*run', which already holds checkpoint.pt, eval/; .*pass --resume .* --overwrite"):
+        prepare_out_dir(run, names=('--out', '--resume', '--overwrite'))
+    prepare_out_dir(run, resume=True)
+    assert sorted(p.name for p in run.iterdir()) == ['checkpoint.pt', 'eval']
+    prepare_out_dir(run, overwrite=True)
+    assert list(run.iterdir()) == []
+    other = tmp_path / 'notes'; other.mkdir(); (other / 'a.txt').write_text('keep')
+    with pytest.raises(ValueError, match='not a training run'): prepare_out_dir(other, overwrite=True)
+    assert (other / 'a.txt').read_text() == 'keep'
+    with pytest.raises(ValueError, match='at most one'): prepare_out_dir(run, resume=True, overwrite=True)
+    (tmp_path / 'f').write_text('')
+    with pytest.raises(ValueError, match='which is a file'): prepare_out_dir(tmp_path / 'f')
+
+
+def test_progress_modes(capsys):
+    assert progress_mode() == 'final'          # pytest captures stdout: not a terminal, not a Jupyter kernel
+    with pytest.raises(ValueError, match="mode got 'html'"): progress_bars('html')
+    mb_cls, _ = progress_bars('final')
+    mb = mb_cls(range(2))
+    for _ in mb:
+        for _ in mb.progress(range(100), leave=False): pass
+    assert capsys.readouterr().out.splitlines()[-1].startswith('done: 2/2 in ')

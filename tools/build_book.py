@@ -42,8 +42,22 @@ def add_api_reference(nb):
     from nbdev.process import NBProcessor
     from nbdev.processors import add_show_docs
     NBProcessor(nb=nb, procs=[add_show_docs], rm_directives=False).process()
+    mod = next((m.group(1) for c in nb.cells if c.cell_type == 'code'
+                for m in [re.search(r'^\s*#\s*\|\s*default_exp\s+(\S+)', c.source, re.M)] if m), None)
     for c in nb.cells:
-        if getattr(c, 'has_sd', False): c.metadata['rnb_show_doc'] = True    # _for_reading shows only its output
+        if getattr(c, 'has_sd', False):
+            c.metadata['rnb_show_doc'] = True                                  # _for_reading shows only its output
+            if mod: c.source = c.source.replace('show_doc(', '_rnb_show_doc(', 1).rstrip(')') + f", 'robust_nb.{mod}')"
+
+_SHOW_DOC = """
+from nbdev.showdoc import show_doc
+def _rnb_show_doc(obj, module):
+    "show_doc of `obj`; if the notebook's copy cannot be inspected (string annotations that name what the kernel lacks), the module's."
+    try: return show_doc(obj)
+    except Exception:
+        import importlib, functools
+        return show_doc(functools.reduce(getattr, obj.__qualname__.split('.'), importlib.import_module(module)))
+"""
 
 def execute(fn:Path, skip_flags:set):
     "Execute `fn` in-process with execnb (as nbdev_test does, plus the API reference cells); returns (ok, seconds, nb-as-dict, error)."
@@ -62,7 +76,7 @@ def execute(fn:Path, skip_flags:set):
         return bool(flags)
     start, err, ok = time.time(), None, True
     shell = CaptureShell(fn)
-    shell.run('from nbdev.showdoc import show_doc')
+    shell.run(_SHOW_DOC)
     try:
         with working_directory(fn.parent): shell.run_all(nb, exc_stop=True, preproc=_skip)
     except BaseException:
