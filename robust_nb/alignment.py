@@ -439,3 +439,7 @@ def table_6_3(preset:str|None=None) -> pd.DataFrame:
     "Table 6.3 (reduced grid) computed in `preset` (what `robust-nb reproduce 6.3` runs): error (%), then changes after alignment."
     t = changes(TransferStudy(preset).table_6_3(), 'source', 'witness')
     return t.rename_axis(['Source', 'Witness']).reset_index()
+
+# %% ../nbs/06_alignment.ipynb #aaf113f8
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

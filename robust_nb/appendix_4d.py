@@ -453,3 +453,7 @@ def verify_appendix_4d(n_trials:int=200, # random trials per statement
         cx = None if ok.all() else smallest_counterexample(st, trials, ok)
         rows.append(dict(statement=st.claim, holds=bool(ok.all()), trials=len(ok), counterexample=cx, failed=int((~ok).sum())))
     return pd.DataFrame(rows)
+
+# %% ../nbs/04d_appendix_4d.ipynb #b0cd3f14
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

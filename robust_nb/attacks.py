@@ -409,3 +409,7 @@ def autoattack_components(model:nn.Module, x:Tensor, y:Tensor, *,
         correct[name] = left.clone()
     correct['worst case'] = torch.stack(list(correct.values())).all(0)
     return correct if per_example else {k: v.double().mean().item() for k, v in correct.items()}
+
+# %% ../nbs/02_attacks.ipynb #2ee752eb
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

@@ -255,3 +255,7 @@ def record_sites(
                     args = [_literal(a) for a in n.args] + [None, None]
                     rows.append(dict(notebook=f.stem, cell=i, chapter=args[0], key=args[1], preset=kw.get('preset')))
     return pd.DataFrame(rows, columns=['notebook', 'cell', 'chapter', 'key', 'preset'])
+
+# %% ../nbs/00a_book.ipynb #88e9a2da
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

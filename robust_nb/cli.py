@@ -392,6 +392,10 @@ def main(argv:list[str]|None=None) -> int:
     finally:
         if created and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()   # all ranks done first
 
+# %% ../nbs/07_cli.ipynb #adc6ba31
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)
+
 # %% ../nbs/07_cli.ipynb #0b277cc4
 #| eval: false
 import builtins

@@ -17,7 +17,7 @@ __all__ = ['PRESETS', 'NORMS', 'get_device', 'check_seed', 'set_seed', 'Preset',
            'check_bool', 'check_norm', 'check_choice', 'check_inputs', 'check_labels', 'check_model', 'check_positive',
            'lp_norm', 'per_example', 'steepest_ascent', 'project', 'dct_matrix', 'Normalized', 'eval_guard',
            'model_device', 'on_model_device', 'to_numpy', 'batches', 'batched_forward', 'predict', 'input_grad',
-           'results_dir']
+           'results_dir', 'add_param_docs']
 
 # %% ../nbs/00_core.ipynb #d9411469
 def _device_fix(name:str) -> str:
@@ -364,3 +364,37 @@ def __getattr__(name:str):
         from . import book
         return getattr(book, name)
     raise AttributeError(f"module 'robust_nb.core' has no attribute {name!r}")
+
+# %% ../nbs/00_core.ipynb #61ced974
+def _param_section(fn) -> str:
+    "A numpydoc `Parameters` section from `fn`'s docments (the `# comment` after each parameter); '' if it has none."
+    import inspect
+    from fastcore.docments import docments
+    rows = []
+    for nm, p in docments(fn, full=True, returns=False).items():
+        if nm in ('self', 'cls'): continue
+        anno = '' if p.anno is inspect.Parameter.empty else inspect.formatannotation(p.anno).strip("'")
+        dflt = '' if p.default is inspect.Parameter.empty else f', default {p.default!r}'
+        rows.append(f"{nm} : {anno}{dflt}".rstrip(' :') if (anno or dflt) else nm)
+        if p.docment: rows.append(f"    {p.docment}")
+    return 'Parameters\n----------\n' + '\n'.join(rows) if any(r.startswith('    ') for r in rows) else ''
+
+def add_param_docs(ns:dict) -> list:
+    "Append a `Parameters` section from the docments comments to `__doc__` of each public name of the module `ns` (its `globals()`)."
+    import inspect
+    done = []
+    for nm in ns.get('__all__', ()):
+        o = ns.get(nm)
+        if getattr(o, '__module__', None) != ns.get('__name__') or 'Parameters\n---' in (getattr(o, '__doc__', '') or ''): continue
+        f = o.__init__ if inspect.isclass(o) else o
+        if not callable(f): continue
+        try: sec = _param_section(f)
+        except (TypeError, OSError, SyntaxError, NameError): continue   # no source (generated, builtin): leave the docstring as it is
+        if not sec: continue
+        o.__doc__ = f"{(o.__doc__ or '').rstrip()}\n\n{sec}\n"
+        if getattr(o, '__wrapped__', None) is not None: o.__wrapped__.__doc__ = o.__doc__
+        done.append(nm)
+    return done
+
+# %% ../nbs/00_core.ipynb #ea93933b
+add_param_docs(globals())   # help() shows each parameter's comment

@@ -562,3 +562,7 @@ def load_dataset(name:str, *, train:bool, root=None, img_size:int|None=None, see
     if not root: raise ValueError(f"data {name!r} needs --data-root DIR (or ROBUST_NB_DATA) holding its files; got none")
     if not Path(root).expanduser().is_dir(): raise FileNotFoundError(f"--data-root {str(root)!r} is not a directory; expected the folder that holds the {name} files")
     return vision_dataset(name, root, train=train, verify=verify, transform=tf, download_hint=False)
+
+# %% ../nbs/01a_data.ipynb #77976423
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

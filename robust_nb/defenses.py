@@ -146,3 +146,7 @@ def make_loss(
     from robust_nb import soar                  # Chapter 3's objectives: imported when asked for
     return functools.partial(_mean_of, soar.foar_loss if method == 'foar' else soar.soar_loss,
                              eps=check_eps(eps), init=init, norm=check_norm(norm))
+
+# %% ../nbs/02b_defenses.ipynb #a79b6ed8
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

@@ -154,3 +154,7 @@ def alignment_metrics(
         transfer.append(dict(target=str(p), error_source=s[0] / s[1] if s[1] else float('nan'), n_source=int(s[1]),
                              error_aligned=s[2] / s[3] if s[3] else float('nan'), n_aligned=int(s[3])))
     return rows, transfer
+
+# %% ../nbs/07a_evaluation.ipynb #92555f5f
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

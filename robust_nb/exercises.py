@@ -575,3 +575,7 @@ def write_grades(grades:pd.DataFrame, out) -> tuple[Path, Path]:
             for s, g in grades.groupby('student')}
     js.write_text(json.dumps(book, indent=1))
     return csv, js
+
+# %% ../nbs/07c_exercises.ipynb #30f22a1a
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

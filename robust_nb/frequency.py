@@ -391,3 +391,7 @@ def lipschitz_upper_bound(
             out, layers = _graph_bound(gm, _node_values(gm, probe), kw)
     if out is None: raise ValueError("lipschitz_upper_bound: the model output does not depend on its input")
     return (out, layers) if return_layers else out
+
+# %% ../nbs/04a_frequency.ipynb #d38f4862
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

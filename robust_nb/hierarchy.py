@@ -481,3 +481,7 @@ def table_5_3(preset:str|None=None) -> pd.DataFrame:
     t.columns = [c.replace('Hier. ', 'Hierarchical ') if c.startswith('Hier.') else f'Untargeted {c}' if c.startswith('PGD') else c
                  for c in t.columns]
     return t.rename_axis(['Model', 'Method']).reset_index()
+
+# %% ../nbs/05_hierarchy.ipynb #f46b42bd
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

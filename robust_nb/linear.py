@@ -273,3 +273,7 @@ def __getattr__(name):
         from robust_nb.appendix_4d import verify_appendix_4d
         return verify_appendix_4d
     raise AttributeError(f"module 'robust_nb.linear' has no attribute {name!r}")
+
+# %% ../nbs/04c_signgd.ipynb #c8c41ec7
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

@@ -187,3 +187,7 @@ def build_model(
     check_choice(name, MODELS, 'model')
     return MODELS[name](check_positive_int(num_classes, 'num_classes'), check_positive_int(in_channels, 'in_channels'),
                         check_positive_int(img_size, 'img_size'))
+
+# %% ../nbs/01b_models.ipynb #a3276cc5
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

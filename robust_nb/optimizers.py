@@ -273,3 +273,7 @@ def fashion_mnist_table(
     t.insert(0, 'Dataset', 'Fashion-MNIST')
     t['optimizer'] = t['optimizer'].map(OPT_NAMES)
     return t.rename(columns={'optimizer': 'Optimization', **{c: thesis_header(c) for c in cols}})
+
+# %% ../nbs/04b_optimizers.ipynb #8558586e
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

@@ -380,3 +380,7 @@ class SoarExperiment(_SoarSetup):
 def table_3_2(preset:str|None=None) -> pd.DataFrame:
     "Table 3.2 computed in `preset` (what `robust-nb reproduce 3.2` runs): a `Method` column, then accuracies (%)."
     return SoarExperiment(preset).table_3_2().rename_axis('Method').reset_index()
+
+# %% ../nbs/03_soar.ipynb #6f59e219
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

@@ -124,3 +124,7 @@ def reproduce(table:str, *, preset:str|None=None) -> pd.DataFrame:
     finally:
         if old is None: os.environ.pop('ROBUST_NB_PRESET', None)
         else: os.environ['ROBUST_NB_PRESET'] = old
+
+# %% ../nbs/07b_tables.ipynb #76385cf1
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

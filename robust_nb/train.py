@@ -531,3 +531,7 @@ def fit(
         if world > 1: dist.barrier()
     model.train()
     return pd.DataFrame(hist, columns=_HIST_COLS)
+
+# %% ../nbs/01c_train.ipynb #c8eafedb
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

@@ -361,3 +361,7 @@ class RandomizedSmoothing(nn.Module):
         z = x.repeat(self.n, *([1] * (x.dim() - 1)))
         p = torch.softmax(self.model(z + self.sigma * torch.randn_like(z)), 1).view(self.n, x.shape[0], -1).mean(0)
         return p.clamp_min(1e-12).log()
+
+# %% ../nbs/06a_transfer.ipynb #d3098c26
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)

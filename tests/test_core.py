@@ -1,5 +1,5 @@
 "Tests of robust_nb.core's boundary checks: device messages name their source, labels, unbatched images, 0-255 radii; record_claim displays nothing."
-import math, warnings
+import importlib, math, warnings
 import pytest
 import torch
 
@@ -67,3 +67,23 @@ def test_record_claim_returns_nothing_to_display(module, tmp_path, monkeypatch):
     rc = importlib.import_module(module).record_claim
     assert rc('9', 'k', claim='c', thesis='1', ours='2', reproduces=True) is None
     assert list(tmp_path.glob('claims_9.json'))
+
+
+MODULES = ['core', 'book', 'data', 'models', 'train', 'attacks', 'defenses', 'soar', 'frequency', 'optimizers', 'linear',
+           'appendix_4d', 'hierarchy', 'alignment', 'transfer', 'evaluation', 'tables', 'exercises', 'cli']
+
+@pytest.mark.parametrize('module', MODULES)
+def test_help_shows_every_documented_parameter(module):
+    "The docments comments of every public function reach __doc__ (add_param_docs), so help() shows them: written once."
+    import inspect
+    from fastcore.docments import docments
+    mod = importlib.import_module(f'robust_nb.{module}')
+    missing = {}
+    for nm in mod.__all__:
+        o = getattr(mod, nm)
+        if not inspect.isfunction(o) or o.__module__ != mod.__name__: continue
+        try: dm = docments(o)
+        except (TypeError, OSError): continue
+        lost = [p for p, d in dm.items() if d and p != 'return' and d not in (o.__doc__ or '')]
+        if lost: missing[nm] = lost
+    assert not missing, f"robust_nb.{module}: help() lacks the parameter comments of {missing}"

@@ -136,8 +136,6 @@ def test_lipschitz_refuses_unknown_layers():
     with pytest.raises(ValueError, match='input_shape'): lipschitz_upper_bound(nn.Linear(3, 3), (0,))
 
 
-@pytest.mark.xfail(strict=True, reason='issue 14: docments comments do not reach __doc__ yet (a core helper would add them); '
-                                       'strict, so this fails as soon as they do: then drop the mark')
 @pytest.mark.parametrize('name', ['filter_energy', 'band_noise', 'band_accuracy_drop', 'lipschitz_upper_bound'])
 def test_help_shows_the_parameter_comments(name):
     import pydoc, robust_nb.frequency as fr
