@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.distributed as dist
-from .core import get_device, get_preset, set_seed, PRESETS, NORMS
+from .core import get_device, get_preset, set_seed, PRESETS, NORMS, add_param_docs
 from .data import DATASETS, AUGMENTATIONS, dataset_info, resolve_augmentation, load_dataset, loaders
 from .models import MODELS, default_model, build_model
 from .defenses import make_loss, METHODS as LOSS_METHODS
-from .train import (prepare_out_dir, fit, save_checkpoint, OPTIMIZERS, setup_distributed, rank_world, barrier,
+from .train import (prepare_out_dir, add_to_checkpoint, fit, save_checkpoint, OPTIMIZERS, setup_distributed, rank_world, barrier,
                              shard_tensors, process_device)
 from .evaluation import ATTACKS, evaluate_attacks, build_from_config, load_model, alignment_metrics, plot_accuracy
 from .tables import REPRODUCIBLE, thesis_table, table_function, available_tables, reproduce, markdown_table
@@ -110,13 +110,6 @@ def _run_config(a, command:str) -> dict:
                 steps=a.steps, norm=a.norm, beta=a.beta, preset=P.name, seed=a.seed, world_size=rank_world()[1], verify=not a.no_verify,
                 augment=resolve_augmentation(a.data, a.augment))
 
-def _add_config(path:Path, config:dict):
-    "Store `config` in the checkpoint at `path` (atomically), next to what `fit` saved."
-    ck = torch.load(path, map_location='cpu', weights_only=True)
-    ck['cli'] = config
-    tmp = path.with_name(f".{path.name}.cli{os.getpid()}")
-    torch.save(ck, tmp); os.replace(tmp, path)
-
 # %% ../nbs/07_cli.ipynb #c11a0001
 def _clean_accuracy(model, ds) -> float:
     "Clean accuracy on all of `ds`, sharded over the processes."
@@ -140,7 +133,7 @@ def cmd_train(a) -> dict:
     acc = _clean_accuracy(model, test_ds)
     metrics = dict(config=cfg, history=hist.to_dict('records'), clean_accuracy=acc, checkpoint=str(ckpt))
     if rank_world()[0] == 0:
-        _add_config(ckpt, cfg)
+        add_to_checkpoint(ckpt, cli=cfg)
         write_json_atomic(out / 'metrics.json', metrics)
         print(f"robust-nb train: {cfg['method']} {cfg['model']} on {cfg['data']}, {cfg['epochs']} epochs: "
               f"clean test accuracy {acc:.4f}; wrote {ckpt} and {out / 'metrics.json'}")
@@ -393,7 +386,6 @@ def main(argv:list[str]|None=None) -> int:
         if created and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()   # all ranks done first
 
 # %% ../nbs/07_cli.ipynb #adc6ba31
-from .core import add_param_docs
 add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)
 
 # %% ../nbs/07_cli.ipynb #0b277cc4

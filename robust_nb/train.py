@@ -23,10 +23,10 @@ from .core import get_device, set_seed, check_eps, check_choice, check_positive_
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'RUN_FILES', 'PROGRESS_MODES', 'make_optimizer', 'lr_factor', 'make_scheduler',
-           'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'check_loader', 'evaluate', 'cross_entropy_loss',
-           'dist_env', 'setup_distributed', 'distributed_loader', 'rank_world', 'process_device', 'all_sum', 'barrier',
-           'shard_indices', 'shard_tensors', 'shard_mean', 'prepare_out_dir', 'progress_mode', 'FinalLineBar',
-           'FinalLineMasterBar', 'progress_bars', 'fit']
+           'save_checkpoint', 'read_checkpoint', 'add_to_checkpoint', 'load_checkpoint', 'check_loader', 'evaluate',
+           'cross_entropy_loss', 'dist_env', 'setup_distributed', 'distributed_loader', 'rank_world', 'process_device',
+           'all_sum', 'barrier', 'shard_indices', 'shard_tensors', 'shard_mean', 'prepare_out_dir', 'progress_mode',
+           'FinalLineBar', 'FinalLineMasterBar', 'progress_bars', 'fit']
 
 # %% ../nbs/01c_train.ipynb #71457910
 OPTIMIZERS = {
@@ -126,6 +126,10 @@ def save_checkpoint(
     ckpt = dict(format='robust_nb.checkpoint/1', model=model.state_dict(), model_class=type(model).__name__,
                 optimizer=None if optimizer is None else optimizer.state_dict(),
                 optimizer_class=None if optimizer is None else type(optimizer).__name__, **extra)
+    return _atomic_save(ckpt, path)
+
+def _atomic_save(ckpt:dict, path) -> Path:
+    "torch.save `ckpt` to `path` through a temporary file and a rename: never half a checkpoint."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -168,6 +172,17 @@ def read_checkpoint(
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__} without a 'model' state dict; expected a file written by save_checkpoint or fit")
     return ckpt
+
+def add_to_checkpoint(
+    path:str|Path,      # a checkpoint written by `save_checkpoint` or `fit`
+    **extra,            # plain values to store beside the model, e.g. a run's configuration
+) -> Path:
+    "Store `extra` in the checkpoint at `path`, atomically; the model and optimizer states stay as they are."
+    ckpt = read_checkpoint(path)
+    clash = set(extra) & set(_RESERVED)
+    if clash: raise ValueError(f"add_to_checkpoint got extra keys {sorted(clash)} that are reserved; use other names")
+    _check_plain(extra, 'add_to_checkpoint extra')
+    return _atomic_save({**ckpt, **extra}, path)
 
 def load_checkpoint(
     path:str|Path,                            # a file written by `save_checkpoint` or `fit`
