@@ -41,6 +41,7 @@ book: $(STAMP) data
 	$(PY) tools/build_book.py --out _book
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	$(PY) bench/run_all.py
 
 clean:

@@ -1,4 +1,5 @@
-"""Benchmark: `robust_nb.attacks.pgd` vs torchattacks' PGD (PGDL2 for l2) vs the floor `steps x (forward + input-backward)`.
+"""Benchmark: `robust_nb.attacks.pgd` vs torchattacks' PGD (PGDL2 for l2), foolbox's LinfPGD/L2PGD (when installed:
+`make bench` installs it) and the floor `steps x (forward + input-backward)`.
 
 All three run on the same model and batch, interleaved (the order rotates every repeat), and we report medians and
 their RATIOS, measured side by side in one run, to bench/results/pgd.md. Goals: pgd / torchattacks <= 1 and
@@ -11,6 +12,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchattacks
+try: import foolbox
+except ImportError: foolbox = None     # `pip install -e '.[bench]'` (make bench does)
 from robust_nb.core import get_device, set_seed
 from robust_nb.attacks import pgd
 from robust_nb.models import cnn6, MLP, MnistCNN
@@ -37,11 +40,15 @@ def run_case(name, model, x, y, *, eps, alpha, steps, repeats, dev, norm='linf')
     fns = {'robust_nb.pgd': lambda: pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm),
            'torchattacks.PGD': lambda: ta(x, y),
            'floor': lambda: floor_fn(model, x, y, steps)}
+    if foolbox is not None:
+        fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device=dev)
+        fb_atk = (foolbox.attacks.LinfPGD if norm == 'linf' else foolbox.attacks.L2PGD)(abs_stepsize=alpha, steps=steps, random_start=True)
+        fns['foolbox.PGD'] = lambda: fb_atk(fmodel, x, y, epsilons=eps)
     for f in fns.values(): f()                   # warm-up
     wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
     names = list(fns)
     for r in range(repeats):
-        for k in names[r % 3:] + names[:r % 3]:   # rotate the order: no method always runs first
+        for k in names[r % len(names):] + names[:r % len(names)]:   # rotate the order: no method always runs first
             _sync(dev); t0, c0 = time.perf_counter(), time.process_time(); fns[k](); _sync(dev)
             wall[k].append(time.perf_counter() - t0); cpu[k].append(time.process_time() - c0)
     row = dict(case=name)
@@ -51,7 +58,9 @@ def run_case(name, model, x, y, *, eps, alpha, steps, repeats, dev, norm='linf')
                 f'{label}_floor_ms': 1e3 * med['floor'],
                 f'{label}_ours_vs_ta': med['robust_nb.pgd'] / med['torchattacks.PGD'],
                 f'{label}_ours_vs_floor': med['robust_nb.pgd'] / med['floor'],
-                f'{label}_ta_vs_floor': med['torchattacks.PGD'] / med['floor']}
+                f'{label}_ta_vs_floor': med['torchattacks.PGD'] / med['floor'],
+                f'{label}_fb_ms': 1e3 * med.get('foolbox.PGD', float('nan')),
+                f'{label}_ours_vs_fb': med['robust_nb.pgd'] / med.get('foolbox.PGD', float('nan'))}
     return row
 
 def main():
@@ -85,17 +94,20 @@ def main():
     lines = ['# PGD benchmark', '',
              f'`bench/bench_pgd.py`: device {dev} ({platform.processor() or platform.machine()}), torch {torch.__version__}, '
              f'torch threads {torch.get_num_threads()}, medians of {a.repeats} (CNN6, MnistCNN) or {3 * a.repeats} (small models) '
-             'interleaved repeats (the order of the three rotates every repeat). '
+             'interleaved repeats (the order of the methods rotates every repeat). '
              'floor = steps x (forward + input-gradient backward) of the same model and batch, nothing else. '
              'Goals: ours/torchattacks <= 1, ours/floor <= 1.15. '
              'On CPU both wall-clock and process CPU time are reported: on a shared machine the wall clock includes time '
              'the process waited for a core, the CPU time (1 thread) does not.', '',
-             '| case | clock | robust_nb.pgd (ms) | torchattacks.PGD (ms) | floor (ms) | ours / torchattacks | ours / floor | torchattacks / floor |',
-             '|---|---|---|---|---|---|---|---|']
+             f"foolbox {foolbox.__version__ if foolbox else '(not installed)'}: its LinfPGD/L2PGD with the same step size, steps and random start. "
+             'Goals follow each ratio.', '',
+             '| case | clock | robust_nb.pgd (ms) | torchattacks.PGD (ms) | foolbox.PGD (ms) | floor (ms) | ours / torchattacks | goal | ours / foolbox | goal | ours / floor | goal | torchattacks / floor |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         for c in clocks:
-            lines.append(f"| {r['case']} | {c} | {r[c + '_ours_ms']:.1f} | {r[c + '_ta_ms']:.1f} | {r[c + '_floor_ms']:.1f} | "
-                         f"{r[c + '_ours_vs_ta']:.3f} | {r[c + '_ours_vs_floor']:.3f} | {r[c + '_ta_vs_floor']:.3f} |")
+            lines.append(f"| {r['case']} | {c} | {r[c + '_ours_ms']:.1f} | {r[c + '_ta_ms']:.1f} | {r[c + '_fb_ms']:.1f} | {r[c + '_floor_ms']:.1f} | "
+                         f"{r[c + '_ours_vs_ta']:.3f} | <= 1 | {r[c + '_ours_vs_fb']:.3f} | <= 1 | {r[c + '_ours_vs_floor']:.3f} | <= 1.15 | "
+                         f"{r[c + '_ta_vs_floor']:.3f} |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
