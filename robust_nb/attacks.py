@@ -9,21 +9,17 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from .core import check_model, predict
 from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
                             eval_guard, project, steepest_ascent, lp_norm, dct_matrix, per_example, on_model_device)
 from .train import evaluate
 
 # %% auto #0
-__all__ = ['AUTOATTACK_COMPONENTS', 'fgsm', 'fgm', 'random_in_ball', 'pgd', 'bim', 'cw_l2', 'simba', 'predict', 'robust_accuracy',
+__all__ = ['AUTOATTACK_COMPONENTS', 'fgsm', 'fgm', 'random_in_ball', 'pgd', 'bim', 'cw_l2', 'simba', 'robust_accuracy',
            'mean_confidence', 'nonzero_grad_count', 'eps_one_sanity_check', 'autoattack_component',
            'autoattack_components']
 
 # %% ../nbs/02_attacks.ipynb #d479681f
-def _check_model(model):
-    "`model` if it is an `nn.Module`, else a `ValueError`."
-    if not isinstance(model, nn.Module): raise ValueError(f"model got {type(model).__name__}; expected a torch.nn.Module")
-    return model
-
 def _ce(logits:Tensor, y:Tensor) -> Tensor:
     "Per-example cross-entropy, the default attack loss."
     return F.cross_entropy(logits, y, reduction='none')
@@ -39,7 +35,7 @@ def _input_grad(model, x_adv:Tensor, y:Tensor, loss_fn, targeted:bool):
 
 def _validate(model, x, y, eps, norm=None, targeted=False):
     "Shared validation of every attack's inputs; returns `(eps, norm)`."
-    _check_model(model)
+    check_model(model)
     check_bool(targeted, 'targeted')
     return check_inputs(x, y, eps=eps, norm=norm)
 
@@ -285,14 +281,6 @@ def simba(model:nn.Module, x:Tensor, y:Tensor, *,
     return (x_adv, queries) if return_queries else x_adv
 
 # %% ../nbs/02_attacks.ipynb #0b288297
-@on_model_device
-def predict(model:nn.Module, x:Tensor, *, batch_size:int=512) -> Tensor:
-    "Predicted classes of `model` (run under `eval_guard`, no gradients) for a batch `x`."
-    check_inputs(x, unit_range=False)
-    batch_size = check_positive_int(batch_size, 'batch_size')
-    with eval_guard(_check_model(model)), torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])
-
 def robust_accuracy(model:nn.Module, data, attack:Callable|None=None, *,
                     batch_size:int=256, # batch size when `data` is a pair of tensors
                     **kw) -> float:     # keyword arguments of `attack`, e.g. `eps`, `steps`
@@ -307,7 +295,7 @@ def mean_confidence(model:nn.Module, x:Tensor, *, batch_size:int=512) -> float:
     "Mean probability of the most likely class, (1/N) sum_n max_i P(x_n)_i (Table 3.1)."
     check_inputs(x)
     batch_size = check_positive_int(batch_size, 'batch_size')
-    with eval_guard(_check_model(model)), torch.no_grad():
+    with eval_guard(check_model(model)), torch.no_grad():
         conf = torch.cat([torch.softmax(model(x[i:i + batch_size]), 1).amax(1) for i in range(0, x.shape[0], batch_size)])
     return conf.mean().item()
 
@@ -316,7 +304,7 @@ def nonzero_grad_count(model:nn.Module, x:Tensor, y:Tensor, *, tol:float=1e-6, l
     "Average number of input-gradient entries with |g| > `tol` per example (App. 3.F); `d` means no masking."
     check_inputs(x, y)
     tol = check_eps(tol, 'tol')
-    with eval_guard(_check_model(model)): _, g = _input_grad(model, x.detach(), y, loss_fn or _ce, False)
+    with eval_guard(check_model(model)): _, g = _input_grad(model, x.detach(), y, loss_fn or _ce, False)
     return (g.abs() > tol).flatten(1).sum(1).double().mean().item()
 
 @on_model_device

@@ -17,7 +17,8 @@ with warnings.catch_warnings():   # fwAD's first dual tensor imports this module
     import torch._decomp.decompositions_for_jvp  # noqa: F401
 from torch.autograd.function import once_differentiable
 from .core import check_inputs, check_eps, check_choice, check_positive_int
-from .attacks import pgd, random_in_ball, _check_model
+from .attacks import pgd, random_in_ball
+from .core import check_model
 
 # %% auto #0
 __all__ = ['GRAD_METHODS', 'ESTIMATORS', 'INITS', 'SOAR_METHODS', 'foar_regularizer', 'hvp', 'hvp_fd', 'soar_regularizer',
@@ -47,7 +48,7 @@ def foar_regularizer(model:nn.Module, x:Tensor, y:Tensor, *,
                      norm:str='linf',    # 'linf' (dual norm l1) or 'l2' (dual norm l2)
                     ) -> Tensor:
     "FOAR (3.4): `eps * ||grad_x loss(x, y)||_q` per example, `q` the dual of `norm`; differentiable w.r.t. the parameters."
-    eps, norm = check_inputs(x, y, eps=eps, norm=norm); _check_model(model)
+    eps, norm = check_inputs(x, y, eps=eps, norm=norm); check_model(model)
     _, g = _loss_and_input_grad(model, x, y)
     # BEGIN SOLUTION
     return eps * g.flatten(1).norm(p=1 if norm == 'linf' else 2, dim=1)
@@ -180,7 +181,7 @@ def soar_regularizer(model:nn.Module, x:Tensor, y:Tensor, *,
                      grad_method:str='double_backprop', # parameter gradient: 'double_backprop' (the thesis's) or 'jvp' (forward over reverse, same gradient)
                     ) -> Tensor:
     "SOAR regulariser R(x; z, h, eps) of (3.12) per example `(N,)`, averaged over `n_samples` draws of z; differentiable w.r.t. the parameters."
-    eps, norm = check_inputs(x, y, eps=eps, norm=norm); _check_model(model)
+    eps, norm = check_inputs(x, y, eps=eps, norm=norm); check_model(model)
     h, n_samples = _check_h(h), check_positive_int(n_samples, 'n_samples')
     check_choice(estimator, ESTIMATORS, 'estimator'); check_choice(grad_method, GRAD_METHODS, 'grad_method')
     return _soar_terms(model, x, y, eps=eps, h=h, n_samples=n_samples, estimator=estimator, norm=norm, grad_method=grad_method)[1]
@@ -201,7 +202,7 @@ def _clip(R:Tensor, clip:float|None) -> Tensor:
     return R * (clip / R.detach().clamp_min(torch.finfo(R.dtype).tiny)).clamp(max=1)
 
 def _check_loss_args(model, x, y, eps, norm, init, clip):
-    eps, norm = check_inputs(x, y, eps=eps, norm=norm); _check_model(model)
+    eps, norm = check_inputs(x, y, eps=eps, norm=norm); check_model(model)
     check_choice(init, INITS, 'init')
     if clip is not None:
         clip = check_eps(clip, 'clip')

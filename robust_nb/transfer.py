@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import check_inputs, check_eps, check_choice, check_positive_int, check_bool, eval_guard, project, on_model_device
-from .attacks import _check_model
+from .core import check_model
 
 # %% auto #0
 __all__ = ['mi_fgsm', 'ni_fgsm', 'vmi_fgsm', 'vni_fgsm', 'sini_fgsm', 'di_fgsm', 'gaussian_kernel', 'ti_fgsm', 'LogitEnsemble',
@@ -20,7 +20,7 @@ __all__ = ['mi_fgsm', 'ni_fgsm', 'vmi_fgsm', 'vni_fgsm', 'sini_fgsm', 'di_fgsm',
 # %% ../nbs/06a_transfer.ipynb #65f9f7df
 def _validate(model, x, y, eps, alpha, steps, decay, targeted):
     "Shared validation of the transfer attacks; returns `(eps, alpha, steps, decay)`."
-    _check_model(model)
+    check_model(model)
     check_bool(targeted, 'targeted')
     eps, _ = check_inputs(x, y, eps=eps)
     if x.dim() != 4: raise ValueError(f"x got shape {tuple(x.shape)}; expected images (N, C, H, W)")
@@ -296,7 +296,7 @@ def linbp(model:nn.Module, *,
           start:int|str|None=None, # first linearised ReLU: index among the nn.ReLU modules, or a module name; None: second half
          ):
     "LinBP (Guo et al., 2020): back-propagate linearly through the ReLU modules from `start` on; restored on exit."
-    handles = _swap_backward(_select(_check_model(model), nn.ReLU, start, 'nn.ReLU'), lambda m, x: _LinearBackwardReLU.apply(x))
+    handles = _swap_backward(_select(check_model(model), nn.ReLU, start, 'nn.ReLU'), lambda m, x: _LinearBackwardReLU.apply(x))
     try: yield model
     finally:
         for h in handles: h.remove()
@@ -309,7 +309,7 @@ def bpa(model:nn.Module, *,
        ):
     "BPA (Wang et al., 2023): SiLU-derivative ReLU backward and softmax max-pool backward; restored on exit."
     temperature = check_eps(temperature, 'temperature')
-    relus = _select(_check_model(model), nn.ReLU, start, 'nn.ReLU')
+    relus = _select(check_model(model), nn.ReLU, start, 'nn.ReLU')
     pools = [m for m in model.modules() if isinstance(m, nn.MaxPool2d)] if maxpool else []
     for p in pools:
         if p.return_indices: raise ValueError("bpa got an nn.MaxPool2d with return_indices=True; expected plain max-pools")
@@ -324,7 +324,7 @@ class BitDepthReduction(nn.Module):
     "Target wrapper: quantise inputs to `bits` bits per pixel (Xu et al., 2018) before `model`."
     def __init__(self, model:nn.Module, bits:int=4):
         super().__init__()
-        self.model, self.levels = _check_model(model), 2 ** check_positive_int(bits, 'bits') - 1
+        self.model, self.levels = check_model(model), 2 ** check_positive_int(bits, 'bits') - 1
     def forward(self, x:Tensor) -> Tensor: return self.model(torch.round(x * self.levels) / self.levels)
 
 class JPEGCompression(nn.Module):
@@ -333,7 +333,7 @@ class JPEGCompression(nn.Module):
         super().__init__()
         quality = check_positive_int(quality, 'quality')
         if quality > 100: raise ValueError(f"quality got {quality}; expected an integer in [1, 100]")
-        self.model, self.quality = _check_model(model), quality
+        self.model, self.quality = check_model(model), quality
     def forward(self, x:Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] not in (1, 3): raise ValueError(f"x got shape {tuple(x.shape)}; JPEG expects (N, 1 or 3, H, W)")
         u8 = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
@@ -356,7 +356,7 @@ class RandomizedSmoothing(nn.Module):
     "Target wrapper: log of the mean softmax of `model` over `n` Gaussian copies N(x, sigma^2) (Cohen et al., 2019)."
     def __init__(self, model:nn.Module, sigma:float=0.25, n:int=32):
         super().__init__()
-        self.model, self.sigma, self.n = _check_model(model), check_eps(sigma, 'sigma'), check_positive_int(n, 'n')
+        self.model, self.sigma, self.n = check_model(model), check_eps(sigma, 'sigma'), check_positive_int(n, 'n')
     def forward(self, x:Tensor) -> Tensor:
         z = x.repeat(self.n, *([1] * (x.dim() - 1)))
         p = torch.softmax(self.model(z + self.sigma * torch.randn_like(z)), 1).view(self.n, x.shape[0], -1).mean(0)
