@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['PRESETS', 'NORMS', 'get_device', 'check_seed', 'set_seed', 'Preset', 'get_preset', 'check_eps', 'check_positive_int',
-           'check_bool', 'check_norm', 'check_choice', 'check_inputs', 'check_labels', 'check_model', 'check_positive',
-           'lp_norm', 'per_example', 'steepest_ascent', 'project', 'dct_matrix', 'Normalized', 'eval_guard',
-           'model_device', 'on_model_device', 'to_numpy', 'batches', 'batched_forward', 'predict', 'input_grad',
-           'results_dir', 'add_param_docs']
+__all__ = ['PRESETS', 'NORMS', 'get_device', 'check_seed', 'set_seed', 'Preset', 'get_preset', 'slow_cells_enabled', 'check_eps',
+           'check_positive_int', 'check_bool', 'check_norm', 'check_choice', 'check_inputs', 'check_labels',
+           'check_model', 'check_positive', 'lp_norm', 'per_example', 'steepest_ascent', 'project', 'dct_matrix',
+           'Normalized', 'eval_guard', 'model_device', 'on_model_device', 'to_numpy', 'batches', 'batched_forward',
+           'predict', 'input_grad', 'results_dir', 'add_param_docs']
 
 # %% ../nbs/00_core.ipynb #d9411469
 def _device_fix(name:str) -> str:
@@ -100,6 +100,19 @@ def get_preset(
     if name not in _PRESETS:
         raise ValueError(f"preset (or ROBUST_NB_PRESET) got {name!r}; expected one of {PRESETS}")
     return Preset(name=name, data_root=os.environ.get('ROBUST_NB_DATA'), **_PRESETS[name])
+
+# %% ../nbs/00_core.ipynb #f7aab46d
+def slow_cells_enabled(
+    what:str='',    # what the cell does, for the message when it skips
+) -> bool:
+    "Whether a `#| slow` cell should run: on a GPU, in the small/paper presets or with ROBUST_NB_SLOW=1; else it prints why not."
+    env = os.environ.get('ROBUST_NB_SLOW', '').strip().lower()
+    if env not in ('', '0', '1', 'true', 'false', 'yes', 'no'):
+        raise ValueError(f"ROBUST_NB_SLOW got {env!r}; expected 1 (run the slow cells) or 0 (skip them)")
+    on = env in ('1', 'true', 'yes') or (env == '' and (get_preset().name != 'tiny' or torch.cuda.is_available()))
+    if not on: print(f"skipped: a slow cell{' (' + what + ')' if what else ''}; set ROBUST_NB_SLOW=1 to run it "
+                     f"(it runs by default on a GPU and in the small and paper presets)")
+    return on
 
 # %% ../nbs/00_core.ipynb #641ca0ac
 NORMS = ('linf', 'l2')

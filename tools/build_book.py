@@ -177,6 +177,7 @@ def main(argv=None):
     from nbdev.config import get_config
     tst_flags = set(get_config().get('tst_flags', '').split())   # the flags nbdev_test skips by default
     skip = tst_flags - run_flags
+    if 'slow' in run_flags: os.environ.setdefault('ROBUST_NB_SLOW', '1')   # slow cells gate themselves too (for Run All)
     fns = notebooks(a.notebooks)
     out = (ROOT / a.out) if not Path(a.out).is_absolute() else Path(a.out)
     (out / 'executed').mkdir(parents=True, exist_ok=True)
