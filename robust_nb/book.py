@@ -16,7 +16,7 @@ from .core import results_dir, get_preset, get_device, check_choice
 # %% auto #0
 __all__ = ['PRESETS', 'committed_results', 'provenance', 'plain_json', 'write_json_atomic', 'upsert_record', 'record_claim',
            'recorded_claims', 'replication_table', 'chapter_page', 'section_headings', 'section_id', 'record_erratum',
-           'errata_table', 'errata_markdown', 'record_sites']
+           'errata_table', 'errata_markdown', 'record_sites', 'run_all_note']
 
 # %% ../nbs/00a_book.ipynb #41b664b7
 PRESETS = ('tiny', 'small', 'paper')
@@ -255,6 +255,25 @@ def record_sites(
                     args = [_literal(a) for a in n.args] + [None, None]
                     rows.append(dict(notebook=f.stem, cell=i, chapter=args[0], key=args[1], preset=kw.get('preset')))
     return pd.DataFrame(rows, columns=['notebook', 'cell', 'chapter', 'key', 'preset'])
+
+# %% ../nbs/00a_book.ipynb #1b516430
+def run_all_note(
+    notebook:str,      # a notebook of nbs/, e.g. '03_soar.ipynb'
+    summary=None,      # make bench's summary; None: the repository's bench/results/SUMMARY.md
+):
+    "A Markdown line: Run All's measured time in tiny on a CPU for `notebook`, and its slow cells."
+    from IPython.display import Markdown
+    summary = Path(summary) if summary is not None else _PKG_DIR.parent / 'bench' / 'results' / 'SUMMARY.md'
+    text = summary.read_text() if summary.is_file() else ''
+    m = re.search(rf"^\| book \| {re.escape(notebook)} \| execution seconds[^|]*\| ([0-9.]+) s", text, re.M)
+    when = re.search(r'\((\d{4}-\d{2}-\d{2}) \d{2}:\d{2} UTC\)', text)
+    nb = json.loads((_nbs_dir() / notebook).read_text())
+    slow = sum(bool(re.search(r'^#\|\s*slow', ''.join(c['source']), re.M)) for c in nb['cells'] if c['cell_type'] == 'code')
+    t = (f"about {float(m.group(1)):.0f} s on a CPU (measured by `make bench`{', ' + when.group(1) if when else ''})" if m
+         else "not measured yet (`make bench` records it)")
+    s = (f"{slow} slow cell{'s' * (slow != 1)} (`#| slow`), which skip on a CPU in `tiny` unless `ROBUST_NB_SLOW=1`" if slow
+         else "no slow cells")
+    return Markdown(f"*Run All in the `tiny` preset: {t}; {s}.*")
 
 # %% ../nbs/00a_book.ipynb #88e9a2da
 from .core import add_param_docs
