@@ -4,7 +4,7 @@
 
 # %% ../nbs/01c_train.ipynb #554074d7
 from __future__ import annotations
-import os, sys, math, time, random, pickle, shutil, warnings, atexit
+import os, sys, math, time, random, pickle, shutil, warnings, atexit, datetime
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -305,8 +305,13 @@ def setup_distributed(device) -> tuple[int, int, torch.device, bool]:
     return rank, world, device, True
 
 def _destroy_group():
-    "Tear down the process group `fit` created, at interpreter exit."
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    "Tear down the process group `fit` created, at interpreter exit, once every rank is there (gloo aborts otherwise)."
+    if not (dist.is_available() and dist.is_initialized()): return
+    try:   # a rank that tears down while another is still finishing its last collective kills gloo ("terminate called ...")
+        if dist.get_backend() == 'gloo': dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+        else: dist.barrier()
+    except Exception: pass   # another rank is gone already: tear down anyway
+    dist.destroy_process_group()
 
 def distributed_loader(dl:DataLoader, *, rank:int, world:int, seed:int) -> DataLoader:
     "`dl` rebuilt around a `DistributedSampler`: a disjoint shard per process, per-process batch = batch_size // world."
