@@ -23,7 +23,7 @@ from .book import committed_results, provenance, write_json_atomic
 # %% auto #0
 __all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'train_best_of_grid', 'optimizer_study', 'accuracy_table',
            'thesis_header', 'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'fashion_mnist_job',
-           'fashion_mnist_row', 'fashion_mnist_table']
+           'fashion_mnist_row', 'run_missing_jobs', 'fashion_mnist_table']
 
 # %% ../nbs/04b_optimizers.ipynb #9da50e29
 def _gaussian_accuracy(model, x, y, var:float, seed:int, batch_size:int=512) -> float:
@@ -54,6 +54,7 @@ def train_best_of_grid(
     if best[0] is None: raise ValueError(f"every learning rate in {list(lrs)} diverged for opt={opt!r}; expected at least one to train")
     return best
 
+# %% ../nbs/04b_optimizers.ipynb #50501893
 def optimizer_study(
     train_ds,                               # training set (a Dataset; `.x`/`.y` tensors are used directly when present)
     test_ds,                                # test set
@@ -248,6 +249,31 @@ def fashion_mnist_row(
     return t.sort_values(['optimizer', 'column'], key=lambda s: s.map(order) if s.name == 'optimizer' else s.map(cols.index),
                          ignore_index=True)
 
+# %% ../nbs/04b_optimizers.ipynb #ee832f3b
+def run_missing_jobs(
+    results,                         # folder of job files; each finished job writes {opt}_seed{seed}.json there
+    *,
+    seeds=(0,),
+    opts=None,                       # optimizers to run (None: every one of `protocol.lrs`)
+    protocol:FashionMnistProtocol=FashionMnistProtocol(),
+    device=None,
+    lock_dir=None,                   # with a folder: claim each job with a lock file there, so several workers share the list
+    log=None,                        # called with one line per job (e.g. `print`)
+) -> list:
+    "Run the (optimizer, seed) jobs of Table 4.3's Fashion-MNIST row that have no file in `results` yet; returns their records."
+    d, done = Path(results), []
+    for seed in seeds:
+        for opt in (opts if opts is not None else [o for o, _ in protocol.lrs]):
+            if (d / f'{opt}_seed{seed}.json').exists(): continue
+            if lock_dir is not None:
+                try: os.close(os.open(Path(lock_dir) / f'robust_nb_t43_{opt}_seed{seed}.lock', os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    if log: log(f'{opt} seed {seed}: another worker has it')
+                    continue
+            t0 = time.time(); done.append(fashion_mnist_job(opt, seed, d, protocol, device=device))
+            if log: log(f"{opt} seed {seed}: {time.time() - t0:.0f} s, " + ', '.join(f'{k} {v:.4f}' for k, v in done[-1]['accuracy'].items()))
+    return done
+
 # %% ../nbs/04b_optimizers.ipynb #f4f21259
 def fashion_mnist_table(
     results=None,                    # folder of job files; None: the committed `results/small/table_4_3`
@@ -259,10 +285,7 @@ def fashion_mnist_table(
 ) -> pd.DataFrame:
     "Table 4.3's Fashion-MNIST row in the thesis's layout (%, mean over the seeds present; `seeds` column says how many)."
     d = Path(results) if results is not None else committed_results('small') / 'table_4_3'
-    if run_missing:
-        for seed in seeds:
-            for opt, _ in protocol.lrs:
-                if not (d / f'{opt}_seed{seed}.json').exists(): fashion_mnist_job(opt, seed, d, protocol, device=device)
+    if run_missing: run_missing_jobs(d, seeds=seeds, protocol=protocol, device=device)
     fm = fashion_mnist_row(d)
     if not len(fm): raise FileNotFoundError(f"results {str(d)!r} holds no Fashion-MNIST job file ({{opt}}_seed{{seed}}.json); "
                                             "run them with fashion_mnist_table(run_missing=True) or python tools/table_4_3_jobs.py")
