@@ -41,6 +41,7 @@ def _rkd(s:Tensor, w:Tensor) -> Tensor:
     with torch.no_grad(): dw, aw = dist(w), angle(w)
     return 25 * F.smooth_l1_loss(dist(s), dw) + 50 * F.smooth_l1_loss(angle(s), aw)
 
+# %% ../nbs/06_alignment.ipynb #d9845fe5
 def alignment_loss(source_out:Tensor,  # source logits (`kl`) or embeddings (N, ...) (projected for `hint`/`nce`)
                    witness_out:Tensor, # witness logits or embeddings, same batch
                    *,
@@ -104,6 +105,7 @@ def _model_device(model:nn.Module, default=None) -> torch.device:
     "The model's device; for a stateless model `default` (None: `get_device()`)."
     return model_device(model) or (default if default is not None else get_device())
 
+# %% ../nbs/06_alignment.ipynb #c900e036
 def _witness_outputs(witnesses, w_stores, x, method):
     "Logits (kl) or embeddings of every witness, without gradients."
     outs = []
@@ -113,6 +115,7 @@ def _witness_outputs(witnesses, w_stores, x, method):
             outs.append((o if method == 'kl' else st['z']).to(x.device).flatten(1))
     return outs
 
+# %% ../nbs/06_alignment.ipynb #8be6eed3
 def align(source:nn.Module,             # the source model; a copy is aligned, the source is untouched
           witnesses,                    # one witness model or a sequence of them (the loss is averaged)
           loader,                       # DataLoader / iterable of image batches or (x, y) batches; labels are ignored
@@ -156,6 +159,7 @@ def align(source:nn.Module,             # the source model; a copy is aligned, t
     return _align(source, ws, loader, n_steps, dev=dev, world=world, epochs=epochs, lr=lr, T=T, method=method,
                   ls=ls, lw=lw, momentum=momentum, warmup=warmup, grad_clip=grad_clip, weight_decay=weight_decay, tau=tau)
 
+# %% ../nbs/06_alignment.ipynb #70f8b35a
 def _align(source, ws, loader, n_steps, *, dev, world, epochs, lr, T, method, ls, lw, momentum, warmup, grad_clip,
            weight_decay, tau):
     "The alignment loop of `align` (inputs validated, process group joined)."
@@ -237,6 +241,7 @@ def input_grad_cosine(a:nn.Module, b:nn.Module, x:Tensor, y:Tensor) -> float:
     _check_pair(a, b); check_inputs(x, y)
     return F.cosine_similarity(_input_grads(a, x, y).flatten(1), _input_grads(b, x, y).flatten(1), dim=1, eps=1e-12).mean().item()
 
+# %% ../nbs/06_alignment.ipynb #12dd4a67
 @on_model_device
 def input_grad_norm(model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
     "Per-example ||grad_x loss(x, y)||_2, shape (N,) (Table 6.2)."
@@ -352,6 +357,7 @@ from .models import MLP, MnistCNN, cnn6
 from .train import fit
 from .attacks import pgd, predict
 
+# %% ../nbs/06_alignment.ipynb #75b69a68
 class TransferStudy:
     "Section 6.5 at the scale of `preset`: a zoo of digits models, trained and aligned on demand (cached), and 6.5.1's protocol."
     def __init__(self, preset:str|None=None):
@@ -424,6 +430,7 @@ class TransferStudy:
                 rows += self.transfer_rows(s, src, variants, tg)
         return pd.DataFrame(rows).rename(columns={'block': 'source', 'variant': 'witness'})
 
+# %% ../nbs/06_alignment.ipynb #947bece0
 def changes(df:pd.DataFrame, block='block', variant='variant') -> pd.DataFrame:
     "Mean over seeds; the first variant of each block as the absolute error, the others as the change from it."
     m = df.groupby([block, variant, 'target'], sort=False)['error'].mean().unstack('target')

@@ -106,6 +106,7 @@ def _better(new:tuple[Tensor, Tensor], old:tuple[Tensor, Tensor]) -> Tensor:
     (s1, l1), (s0, l0) = new, old
     return (s1 & ~s0) | ((s1 == s0) & (l1 > l0))
 
+# %% ../nbs/02_attacks.ipynb #cf8cc064
 @on_model_device
 def pgd(model:nn.Module, x:Tensor, y:Tensor, *,
         eps:float,                  # radius of the `norm` ball
@@ -136,6 +137,7 @@ def pgd(model:nn.Module, x:Tensor, y:Tensor, *,
             best_score = tuple(torch.where(better, new, old) for new, old in zip(score, best_score))
     return best
 
+# %% ../nbs/02_attacks.ipynb #b9c327dd
 @on_model_device
 def bim(model:nn.Module, x:Tensor, y:Tensor, *,
         eps:float,                  # radius of the linf ball
@@ -156,6 +158,7 @@ def _cw_margin(logits:Tensor, y:Tensor, targeted:bool, kappa:float) -> Tensor:
     z_other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float('-inf')).amax(1)
     return (z_other - z_y if targeted else z_y - z_other).clamp_min(-kappa)
 
+# %% ../nbs/02_attacks.ipynb #552f9ef9
 @on_model_device
 def cw_l2(model:nn.Module, x:Tensor, y:Tensor, *,
           eps:float|None=None, # optional l2 budget: the result is projected onto this ball
@@ -230,6 +233,7 @@ def _simba_directions(idx:Tensor, shape, basis:str, dct:tuple|None, dtype) -> Te
     dirs[rows, c] = dct[0][u][:, :, None] * dct[1][v][:, None, :]
     return dirs
 
+# %% ../nbs/02_attacks.ipynb #f2c417d6
 @on_model_device
 def simba(model:nn.Module, x:Tensor, y:Tensor, *,
           eps:float,                 # radius of the `norm` ball the result stays in
@@ -328,6 +332,7 @@ def _aa_attack(name:str, model, *, eps, norm, steps, n_queries, n_target, n_clas
     if hasattr(atk, 'n_target_classes'): atk.n_target_classes = n_target
     return atk
 
+# %% ../nbs/02_attacks.ipynb #214f46a0
 @on_model_device
 def autoattack_component(model:nn.Module, x:Tensor, y:Tensor, name:str, *,
                          eps:float,              # radius of the `norm` ball
@@ -365,6 +370,7 @@ def _check_components(components) -> tuple:
         raise ValueError(f"components got {components!r}; expected distinct names from {AUTOATTACK_COMPONENTS}")
     return components
 
+# %% ../nbs/02_attacks.ipynb #4007c9ce
 @on_model_device
 def autoattack_components(model:nn.Module, x:Tensor, y:Tensor, *,
                           eps:float,                 # radius of the `norm` ball

@@ -263,6 +263,7 @@ def cmd_align(a) -> dict:
     barrier()
     return metrics
 
+# %% ../nbs/07_cli.ipynb #5bca78b5
 def _align_args(p):
     p.add_argument('source', help='checkpoint of the source model (written by robust-nb train)')
     p.add_argument('--witness', nargs='+', required=True, help='checkpoint(s) of the witness model(s), trained on the same data')

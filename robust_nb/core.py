@@ -145,6 +145,7 @@ def check_choice(value, choices, name:str):
     if value not in choices: raise ValueError(f"{name} got {value!r}; expected one of {tuple(choices)}")
     return value
 
+# %% ../nbs/00_core.ipynb #5e81ca68
 def check_inputs(
     x:Tensor,               # images `(N, ...)`, floating point, in [0, 1]
     y:Tensor|None=None,     # integer labels `(N,)`

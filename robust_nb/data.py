@@ -289,6 +289,7 @@ def _caltech101_split(labels:list, train:bool, fraction:float=CALTECH101_TEST_FR
         keep += (idx[n_test:] if train else idx[:n_test]).tolist()
     return sorted(keep)
 
+# %% ../nbs/01a_data.ipynb #d066b2f9
 def _caltech101(root, train, download, transform, download_hint=True):
     "torchvision's Caltech101 (categories) with greyscale photos made RGB, split by `_caltech101_split`."
     from torchvision import datasets, transforms
@@ -323,6 +324,7 @@ def _image_folder(name, root, train, download, transform, download_hint=True):
     raise FileNotFoundError(f"vision_dataset({name!r}) found no class folders in {str(root / split)!r} (root {str(root)!r}); "
                             f"{how}put one folder of images per class in root/{split}/<class>/")
 
+# %% ../nbs/01a_data.ipynb #0cd53bd3
 def _idx_dataset(name, root, train, download, transform, download_hint=True):
     "torchvision's MNIST/FashionMNIST over the (gzipped) IDX files `idx_folder` finds, read by `read_idx`."
     from torchvision import datasets
@@ -336,6 +338,7 @@ def _idx_dataset(name, root, train, download, transform, download_hint=True):
                                              _load_data=lambda self: (torch.from_numpy(x), torch.from_numpy(y))))
     return reader(str(folder), train=train, transform=transform)
 
+# %% ../nbs/01a_data.ipynb #5e85ba72
 def vision_dataset(
     name:str,              # one of `VISION_DATASETS`
     root=None,             # directory holding the files (torchvision's layout); None: only for mnist/fashion_mnist (see `idx_folder`)
@@ -478,6 +481,7 @@ CIFAR100_CLASSES = tuple(sorted("""apple aquarium_fish baby bear beaver bed bee 
  streetcar sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
  willow_tree wolf woman worm""".split()))  # CIFAR-100's fine_label_names (its label order is alphabetical)
 
+# %% ../nbs/01a_data.ipynb #1373e19e
 # Table 5.1's wording -> CIFAR-100's fine_label_names (every other name only swaps ' ' for '_')
 _CIFAR100_NAME = {'orchids': 'orchid', 'poppies': 'poppy', 'roses': 'rose', 'sunflowers': 'sunflower', 'tulips': 'tulip',
                   'bottles': 'bottle', 'bowls': 'bowl', 'cans': 'can', 'cups': 'cup', 'plates': 'plate',
@@ -539,6 +543,7 @@ def resolve_augmentation(name:str, augment:str|None) -> str:
     "`augment`, or the standard augmentation of dataset `name` if None."
     return STANDARD_AUGMENTATION.get(name, 'none') if augment is None else check_choice(augment, AUGMENTATIONS, 'augment')
 
+# %% ../nbs/01a_data.ipynb #c604afe8
 def dataset_transform(name:str, *, train:bool, augment:str|None=None, img_size:int|None=None):
     "torchvision transform of a split of `name`: resizing (photos), `augment` on the training split (None: the standard one), ToTensor."
     from torchvision import transforms as T

@@ -77,6 +77,7 @@ def _mart(model:nn.Module, x:Tensor, y:Tensor, *, beta, eps, alpha, steps, norm,
     kl = F.kl_div(torch.log(p_adv + 1e-12), p_nat, reduction='none').sum(1)
     return _out(bce + beta * (kl * (1.0000001 - p_nat.gather(1, y[:, None]).squeeze(1))).mean(), logits_adv, with_logits)
 
+# %% ../nbs/02b_defenses.ipynb #48e996e7
 def mart_loss(*,
               beta:float=6.0,             # weight of the misclassification-aware KL term
               eps:float=8/255, alpha:float=2/255, steps:int=10, norm:str='linf', random_start:bool=True,

@@ -75,6 +75,7 @@ def _counts(model, x_adv, y, hierarchy) -> list[float]:
     meta = hierarchy.meta_of.to(y.device) if hierarchy is not None else None
     return [float((pred == y).sum()), float((meta[pred] == meta[y]).sum()) if meta is not None else float('nan')]
 
+# %% ../nbs/07a_evaluation.ipynb #ca7314b1
 def evaluate_attacks(model:nn.Module, x:Tensor, y:Tensor, *, attacks=('pgd',), eps=(8/255,), norm:str='linf', steps:int=20,
                      queries:int=1000, hierarchy=None, batch_size:int=256, seed:int=0, progress:bool|str=False) -> pd.DataFrame:
     "Accuracy (and meta-class accuracy) of `model` on `(x, y)` under each attack and eps, gathered over processes."

@@ -54,6 +54,7 @@ def exercise_cells(nb) -> list[int]:
     return [i for i, c in enumerate(cells) if c['cell_type'] == 'code'
             and any(SOLUTION_BEGIN.match(l) for l in ''.join(c['source']).split('\n'))]
 
+# %% ../nbs/07c_exercises.ipynb #3a3161f6
 def make_student_copy(nb_path, dest) -> Path:
     "Write the student copy of notebook `nb_path` to `dest` (a file, or a folder): solutions replaced by stubs."
     import nbformat
@@ -323,6 +324,7 @@ def check_adversarial_squared_loss(adversarial_squared_loss):
     best = ((x + 0.3 * torch.sign(r)[:, None] * w / w.norm()) @ w - y).pow(2)                    # the l2 maximiser
     expect_close(adversarial_squared_loss(w, x, y, eps=0.3, norm='l2'), best, 'max over the l2 ball (attained at delta = eps sign(r) w/||w||)')
 
+# %% ../nbs/07c_exercises.ipynb #7c6df9ab
 @exercise('hvp-fd', section='3.3.2', notebook='03_soar.ipynb', name='hvp_forward_difference', title='the finite-difference HVP (3.11)',
           refs=['robust_nb.soar.hvp_fd'])
 def check_hvp_fd(hvp_forward_difference):
@@ -375,6 +377,7 @@ def check_signgd_step_416(signgd_step_416):
     batch = rng.normal(0, 5, (4, 3)); one = [signgd_step_416(e, 0.5, 0.2, 0.1) for e in batch]
     expect_close(signgd_step_416(batch, 0.5, 0.2, 0.1), np.stack(one), 'a batch of 4 steps (leading dimension) against 4 single steps')
 
+# %% ../nbs/07c_exercises.ipynb #3be30268
 @exercise('gd-closed-form', section='4.4.2', notebook='04c_signgd.ipynb', name='gd_error', title='the GD closed form (4.12)',
           refs=['robust_nb.linear.gd_closed_form'])
 def check_gd_error(gd_error):
@@ -421,6 +424,7 @@ def check_hierarchical_adversarial(hierarchical_adversarial):
     for (case, _), e, g in zip(_PRED_CASES.items(), expected, got.tolist()):
         expect(bool(g) == e, f"the case '{case}'", e, bool(g))
 
+# %% ../nbs/07c_exercises.ipynb #fdd0f2d1
 @exercise('p-meta', section='5.3', notebook='05_hierarchy.ipynb', name='meta_given_wrong_leaf', title='P(right meta-class | wrong leaf)',
           refs=['robust_nb.hierarchy.p_meta_given_wrong_leaf'])
 def check_meta_given_wrong_leaf(meta_given_wrong_leaf):
@@ -487,6 +491,7 @@ def exercises_in(nb_path) -> dict[str, int]:
             if c.cell_type == 'code' and _defines(''.join(c.source), ex.name): found[ex.key] = i; break
     return found
 
+# %% ../nbs/07c_exercises.ipynb #f4b2b10e
 def _grade_in_this_process(nb_path:str, out_json:str):
     "Run notebook `nb_path` cell by cell in a fresh shell; check each exercise right after its cell; results to `out_json`."
     from execnb.shell import CaptureShell
@@ -531,6 +536,7 @@ def grade_notebook(nb_path, *, timeout:float=600) -> dict[str, dict]:
 
 GRADE_COLUMNS = ['student', 'exercise', 'section', 'notebook', 'name', 'score', 'status', 'message']
 
+# %% ../nbs/07c_exercises.ipynb #d4607380
 def grade_class(class_dir, *, timeout:float=600, notebooks:Sequence[str]|None=None, progress:Callable|None=print) -> pd.DataFrame:
     "Grade every `class_dir/<student>/*.ipynb`: one row per student and exercise (`GRADE_COLUMNS`), score 1 for a pass."
     class_dir = Path(class_dir)

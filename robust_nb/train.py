@@ -111,6 +111,7 @@ def _unwrap(model:nn.Module) -> nn.Module:
 
 _RESERVED = ('format', 'model', 'model_class', 'optimizer', 'optimizer_class')
 
+# %% ../nbs/01c_train.ipynb #d0c3b872
 def save_checkpoint(
     path:str|Path,                          # file to write (parent folders are created)
     model:nn.Module,                        # its `state_dict()` is saved (DDP wrappers are unwrapped)
@@ -173,6 +174,7 @@ def read_checkpoint(
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__} without a 'model' state dict; expected a file written by save_checkpoint or fit")
     return ckpt
 
+# %% ../nbs/01c_train.ipynb #177bdc4f
 def add_to_checkpoint(
     path:str|Path,      # a checkpoint written by `save_checkpoint` or `fit`
     **extra,            # plain values to store beside the model, e.g. a run's configuration
@@ -226,6 +228,7 @@ def _as_batches(data, batch_size:int, name:str='data') -> Iterable:
         raise ValueError(f"data got {type(data).__name__}; expected a DataLoader, an iterable of (x, y) batches or a pair of tensors (x, y)")
     return data
 
+# %% ../nbs/01c_train.ipynb #afd49882
 @torch.no_grad()
 def evaluate(
     model:nn.Module,
@@ -313,6 +316,7 @@ def _destroy_group():
     except Exception: pass   # another rank is gone already: tear down anyway
     dist.destroy_process_group()
 
+# %% ../nbs/01c_train.ipynb #a3ab327a
 def distributed_loader(dl:DataLoader, *, rank:int, world:int, seed:int) -> DataLoader:
     "`dl` rebuilt around a `DistributedSampler`: a disjoint shard per process, per-process batch = batch_size // world."
     if not isinstance(dl, DataLoader) or isinstance(dl.dataset, IterableDataset) or dl.batch_size is None:
@@ -450,6 +454,7 @@ def _clean_logits(model:nn.Module, x:Tensor) -> Tensor:
     "`model`'s logits on `x` in eval mode without gradients (the model's state untouched)."
     with torch.no_grad(), eval_guard(model): return model(x)
 
+# %% ../nbs/01c_train.ipynb #32965448
 def _run_epoch(net, dl, loss, opt, sched, dev, mb) -> tuple[float, float]:
     "One pass over `dl`; returns the mean training loss and accuracy, summed over processes."
     net.train()
