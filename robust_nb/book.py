@@ -15,8 +15,8 @@ from .core import results_dir, get_preset, get_device, check_choice
 
 # %% auto #0
 __all__ = ['PRESETS', 'committed_results', 'provenance', 'plain_json', 'write_json_atomic', 'upsert_record', 'record_claim',
-           'recorded_claims', 'replication_table', 'chapter_page', 'section_headings', 'section_id', 'record_erratum',
-           'errata_table', 'errata_markdown', 'record_sites', 'run_all_note']
+           'recorded_claims', 'save_table', 'save_figure', 'replication_table', 'chapter_page', 'section_headings',
+           'section_id', 'record_erratum', 'errata_table', 'errata_markdown', 'record_sites', 'run_all_note']
 
 # %% ../nbs/00a_book.ipynb #41b664b7
 PRESETS = ('tiny', 'small', 'paper')
@@ -112,6 +112,42 @@ def recorded_claims(
     d = Path(path) if path is not None else results_dir()
     rows = [r for f in sorted(d.glob('claims_*.json')) for r in json.loads(f.read_text())] if d.is_dir() else []
     return pd.DataFrame(rows, columns=['chapter', 'key', 'claim', 'thesis', 'ours', 'preset', 'reproduces', 'commit', 'date'])
+
+# %% ../nbs/00a_book.ipynb #8f3902cd
+def _result_path(chapter:str, name:str, suffix:str) -> Path:
+    "results_dir()/<chapter>/<name><suffix>, checking that `name` is a plain file name."
+    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', str(name)):
+        raise ValueError(f"name got {name!r}; expected a plain file name (letters, digits, '_', '.', '-'), e.g. 'table_3_2'")
+    if not re.fullmatch(r'[0-9][0-9a-z]*', str(chapter)):
+        raise ValueError(f"chapter got {chapter!r}; expected a chapter like '3' or '4a'")
+    d = results_dir() / str(chapter); d.mkdir(parents=True, exist_ok=True)
+    return d / f'{name}{suffix}'
+
+def save_table(
+    df:pd.DataFrame,    # the table as the page shows it
+    chapter:str,        # e.g. '3' or '4a'
+    name:str,           # file name without extension, e.g. 'table_3_2'
+    index:bool=True,    # write the index as the first column(s)
+) -> pd.DataFrame:
+    "Write `df` to `results_dir()/<chapter>/<name>.csv` atomically; returns `df`, so a cell can end with `save_table(df, ...)` and show it."
+    if not isinstance(df, pd.DataFrame): raise ValueError(f"df got {type(df).__name__}; expected a pandas DataFrame")
+    path = _result_path(chapter, name, '.csv')
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    df.to_csv(tmp, index=index); os.replace(tmp, path)
+    return df
+
+def save_figure(
+    fig,                # a matplotlib Figure
+    chapter:str,        # e.g. '3' or '4a'
+    name:str,           # file name without extension, e.g. 'fig_4_1'
+    dpi:int=100,
+) -> Path:
+    "Write `fig` to `results_dir()/<chapter>/<name>.png` atomically; returns the path."
+    if not hasattr(fig, 'savefig'): raise ValueError(f"fig got {type(fig).__name__}; expected a matplotlib Figure")
+    path = _result_path(chapter, name, '.png')
+    tmp = path.with_name(f'.{path.stem}.tmp{os.getpid()}.png')
+    fig.savefig(tmp, dpi=dpi, bbox_inches='tight'); os.replace(tmp, path)
+    return path
 
 # %% ../nbs/00a_book.ipynb #b6d88783
 def _run_label(r:dict, this_build:bool) -> str:

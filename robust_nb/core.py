@@ -88,7 +88,7 @@ class Preset:
 
 _PRESETS = {
     'tiny':  dict(dataset='digits',  img_size=8,  n_train=None, n_test=None, epochs=5,   batch_size=64,  seeds=(0, 1, 2)),
-    'small': dict(dataset='digits',  img_size=16, n_train=None, n_test=None, epochs=30,  batch_size=128, seeds=(0, 1, 2)),
+    'small': dict(dataset='fashion_mnist', img_size=28, n_train=None, n_test=None, epochs=10, batch_size=128, seeds=(0, 1, 2)),
     'paper': dict(dataset='cifar10', img_size=32, n_train=None, n_test=None, epochs=200, batch_size=128, seeds=(0, 1, 2)),
 }
 

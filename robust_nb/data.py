@@ -20,8 +20,8 @@ __all__ = ['DIGITS_TEST_FRACTION', 'NATURAL_IMAGES', 'FASHION_MNIST_CLASSES', 'F
            'CIFAR10_HIERARCHY', 'CIFAR100_HIERARCHY', 'CIFAR5X5_HIERARCHY', 'DIGITS_HIERARCHY',
            'FASHION_MNIST_HIERARCHY', 'DATASETS', 'RESIZED', 'AUGMENTATIONS', 'STANDARD_AUGMENTATION',
            'ImageTensorDataset', 'resize_images', 'digits', 'loaders', 'dataset_tensors', 'natural_images', 'read_idx',
-           'idx_folder', 'fashion_mnist', 'vision_dataset', 'Hierarchy', 'dataset_info', 'resolve_augmentation',
-           'dataset_transform', 'load_dataset']
+           'idx_folder', 'fashion_mnist', 'vision_dataset', 'preset_data', 'Hierarchy', 'dataset_info',
+           'resolve_augmentation', 'dataset_transform', 'load_dataset']
 
 # %% ../nbs/01a_data.ipynb #aa1daa6d
 class ImageTensorDataset(TensorDataset):
@@ -394,6 +394,40 @@ def _restrict(ds, classes):
     keep = [i for i, t in enumerate(ds.targets) if t in new]
     ds.data, ds.targets = ds.data[keep], [new[ds.targets[i]] for i in keep]
     ds.classes, ds.class_to_idx = list(classes), {c: i for i, c in enumerate(classes)}
+
+# %% ../nbs/01a_data.ipynb #e7b6c35b
+from .core import Preset, get_preset
+
+def _balanced_subset(y:Tensor, n:int, seed:int) -> Tensor:
+    "Indices of `n` examples drawn at random (with `seed`), each class represented in proportion (to within one)."
+    g = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(len(y), generator=g)
+    # round-robin over the classes, each in its own random order: the first n positions are as balanced as possible
+    rank = torch.empty_like(order)
+    for c in y.unique():
+        members = order[y[order] == c]
+        rank[members] = torch.arange(len(members)) * len(y) // len(members)
+    key = rank.double() + torch.rand(len(y), generator=g, dtype=torch.double) * 0.5
+    return torch.sort(torch.argsort(key)[:n]).values
+
+def preset_data(
+    split:str='train',        # 'train' or 'test'
+    preset=None,              # a `Preset`, a preset name, or None (`get_preset()`)
+    *,
+    n:int|None=None,          # a class-balanced random subset of `n` examples (None: the whole split)
+    seed:int=0,               # seed of that subset
+) -> ImageTensorDataset:
+    "The preset's dataset as in-memory tensors: tiny -> digits (8x8), small -> Fashion-MNIST (28x28), paper -> CIFAR-10."
+    check_choice(split, ('train', 'test'), 'split')
+    P = preset if isinstance(preset, Preset) else get_preset(preset)
+    if P.dataset == 'digits': ds = digits(split, size=P.img_size)
+    elif P.dataset == 'fashion_mnist': ds = fashion_mnist(split, P.data_root)
+    else:
+        vd = vision_dataset(P.dataset, P.data_root, train=split == 'train')
+        ds = ImageTensorDataset(*dataset_tensors(vd), classes=getattr(vd, 'classes', None))
+    if n is None or check_positive_int(n, 'n') >= len(ds): return ds
+    idx = _balanced_subset(ds.y, n, check_seed(seed))
+    return ImageTensorDataset(ds.x[idx], ds.y[idx], classes=ds.classes)
 
 # %% ../nbs/01a_data.ipynb #b7b6e5b5
 class Hierarchy:

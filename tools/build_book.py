@@ -4,7 +4,14 @@
     python tools/build_book.py [--out _book] [--flags "slow cuda"] [--n_workers 2] [NOTEBOOK ...]
 
 Cells carrying a flag from `settings.ini`'s `tst_flags` (`slow`, `cuda`) are skipped unless the flag is given
-(`--flags`); on a CUDA machine `cuda` and `slow` run by default. The preset comes from `ROBUST_NB_PRESET`.
+(`--flags`); on a CUDA machine `cuda` and `slow` run by default, and `slow` runs by default in the `small` and `paper`
+presets. The preset comes from `ROBUST_NB_PRESET`.
+
+Each notebook records its claims, tables and figures (`robust_nb.book`) into a folder of its own, merged into
+`OUT/results/` when it finishes. In the `small` and `paper` presets a notebook that succeeds also replaces its records
+in the committed `results/<preset>/` (claims_<chapter>.json, <chapter>/*.csv|png) and its line in
+`results/<preset>/runs.json` (wall time, flags, commit, date, machine, device), so chapters can be run one at a time
+and committed as each finishes (`--no-save-results` leaves `results/` alone).
 Writes `OUT/index.html` plus one page per notebook (figures inline, a chapter list on every page, a footer naming
 the preset and device), the executed notebooks under `OUT/executed/`, and `OUT/timings.json`.
 Exits non-zero, naming the notebook and the failing cell, if any notebook fails.
@@ -59,9 +66,13 @@ def _rnb_show_doc(obj, module):
         return show_doc(functools.reduce(getattr, obj.__qualname__.split('.'), importlib.import_module(module)))
 """
 
-def execute(fn:Path, skip_flags:set):
+def execute(fn:Path, skip_flags:set, res_dir:Path|None=None):
     "Execute `fn` in-process with execnb (as nbdev_test does, plus the API reference cells); returns (ok, seconds, nb-as-dict, error)."
     os.environ.setdefault('IN_TEST', '1')
+    if res_dir is not None:                      # the notebook's own results folder (merged by the caller)
+        import shutil
+        shutil.rmtree(res_dir, ignore_errors=True); res_dir.mkdir(parents=True)
+        os.environ['ROBUST_NB_RESULTS'] = str(res_dir)
     from execnb.nbio import read_nb, nb2dict
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
@@ -82,6 +93,37 @@ def execute(fn:Path, skip_flags:set):
     except BaseException:
         ok, err = False, shell.prettytb(fname=fn) if hasattr(shell, 'prettytb') else traceback.format_exc()
     return ok, time.time() - start, nb2dict(nb), err
+
+def _records(path:Path) -> list:
+    return json.loads(path.read_text()) if path.exists() else []
+
+def merge_results(src:Path, dst:Path):
+    "Merge one notebook's results folder into the build's: its records replace those with the same key and preset; tables and figures are copied."
+    import shutil
+    from robust_nb.book import upsert_record
+    if not src.is_dir(): return
+    for f in src.glob('*.json'):
+        for r in _records(f): upsert_record(dst / f.name, r, keys=('key', 'preset'))
+    for d in (p for p in src.iterdir() if p.is_dir()):
+        shutil.copytree(d, dst / d.name, dirs_exist_ok=True)
+
+def save_results(fn:Path, src:Path, dst:Path, preset:str, seconds:float, flags:list):
+    """Replace notebook `fn`'s committed records in `dst` (results/<preset>/) by those of this run: every record of this
+    preset whose key `fn` records (or no notebook records any more) is dropped, this run's are added; its tables and
+    figures are copied; runs.json gets the notebook's wall time and provenance."""
+    import shutil
+    from robust_nb.book import record_sites, write_json_atomic, upsert_record, provenance
+    sites = record_sites()
+    mine, known = set(sites[sites.notebook == fn.stem].key), set(sites.key)
+    for f in sorted(set(p.name for p in src.glob('claims_*.json')) | {p.name for p in dst.glob('claims_*.json')}):
+        new = [r for r in _records(src / f) if r.get('preset') == preset]
+        old = _records(dst / f)         # (only the builder's main process writes here, one notebook at a time)
+        keep = [r for r in old if r.get('preset') != preset or (r['key'] not in mine and r['key'] in known)]
+        if new or len(keep) != len(old): write_json_atomic(dst / f, keep + new)
+    for d in (p for p in src.iterdir() if p.is_dir()):
+        shutil.copytree(d, dst / d.name, dirs_exist_ok=True)
+    run = dict(notebook=fn.name, seconds=round(seconds, 1), flags=flags, **provenance())
+    upsert_record(dst / 'runs.json', run, keys=('notebook',))
 
 def _title(nb):
     for c in nb['cells']:
@@ -167,13 +209,16 @@ def main(argv=None):
     ap.add_argument('--out', default='_book', help='output folder (default: _book)')
     ap.add_argument('--flags', default=None, help="test flags to run (default: 'slow cuda' on CUDA, else none)")
     ap.add_argument('--n_workers', type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument('--no-save-results', action='store_true',
+                    help="in the small/paper presets, do not write into the committed results/<preset>/")
     a = ap.parse_args(argv)
     os.environ.setdefault('ROBUST_NB_PRESET', 'tiny')
     import torch
     sys.path.insert(0, str(ROOT))
     from robust_nb.core import get_device, get_preset
     device, preset = get_device(), get_preset().name
-    run_flags = set((a.flags if a.flags is not None else ('slow cuda' if device.type == 'cuda' else '')).split())
+    default_flags = 'slow cuda' if device.type == 'cuda' else ('slow' if preset != 'tiny' else '')
+    run_flags = set((a.flags if a.flags is not None else default_flags).split())
     from nbdev.config import get_config
     tst_flags = set(get_config().get('tst_flags', '').split())   # the flags nbdev_test skips by default
     skip = tst_flags - run_flags
@@ -192,22 +237,28 @@ def main(argv=None):
         for pat in ('claims_*.json', 'errata_*.json', '.*.lock'):
             for f in res_dir.glob(pat): f.unlink()
     os.environ['ROBUST_NB_RESULTS'] = str(res_dir)
+    save_to = None if (preset == 'tiny' or a.no_save_results) else ROOT / 'results' / preset
+    nb_res = lambda fn: res_dir / '.by_notebook' / fn.stem
     results, t0 = {}, time.time()
     def _report(fn):
         ok, secs = results[fn][:2]
-        print(f'  {fn.name}: {"ok" if ok else "FAILED"} ({secs:.1f}s)', flush=True)
+        merge_results(nb_res(fn), res_dir)
+        if save_to is not None and ok: save_results(fn, nb_res(fn), save_to, preset, secs, sorted(run_flags))
+        print(f'  {fn.name}: {"ok" if ok else "FAILED"} ({secs:.1f}s)'
+              + (f'; results saved in {save_to.relative_to(ROOT)}/' if save_to is not None and ok else ''), flush=True)
     LAST = ('errata', 'index')    # pages that read what the chapters record: run after every chapter, in this order
     chapters_first = [fn for fn in fns if fn.stem not in LAST]
     if a.n_workers > 1 and len(chapters_first) > 1:
         import multiprocessing as mp
         with ProcessPoolExecutor(a.n_workers, mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
-            futs = {fn: ex.submit(execute, fn, skip) for fn in chapters_first}
+            futs = {fn: ex.submit(execute, fn, skip, nb_res(fn)) for fn in chapters_first}
             for fn, f in futs.items(): results[fn] = f.result(); _report(fn)
     else:
-        for fn in chapters_first: results[fn] = execute(fn, skip); _report(fn)
+        for fn in chapters_first: results[fn] = execute(fn, skip, nb_res(fn)); _report(fn)
     for stem in LAST:
         for fn in fns:
-            if fn.stem == stem: results[fn] = execute(fn, skip); _report(fn)
+            if fn.stem == stem: results[fn] = execute(fn, skip, nb_res(fn)); _report(fn)
+    os.environ['ROBUST_NB_RESULTS'] = str(res_dir)
     from nbconvert import HTMLExporter
     import nbformat
     exporter = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True,
