@@ -296,8 +296,9 @@ def record_sites(
 def run_all_note(
     notebook:str,      # a notebook of nbs/, e.g. '03_soar.ipynb'
     summary=None,      # make bench's summary; None: the repository's bench/results/SUMMARY.md
+    runs=None,         # the committed small runs; None: the repository's results/small/runs.json
 ):
-    "A Markdown line: Run All's measured time in tiny on a CPU for `notebook`, and its slow cells."
+    "A Markdown line: Run All's measured time in tiny on a CPU for `notebook`, the committed small run's time, and its slow cells."
     from IPython.display import Markdown
     summary = Path(summary) if summary is not None else _PKG_DIR.parent / 'bench' / 'results' / 'SUMMARY.md'
     text = summary.read_text() if summary.is_file() else ''
@@ -307,9 +308,14 @@ def run_all_note(
     slow = sum(bool(re.search(r'^#\|\s*slow', ''.join(c['source']), re.M)) for c in nb['cells'] if c['cell_type'] == 'code')
     t = (f"about {float(m.group(1)):.0f} s on a CPU (measured by `make bench`{', ' + when.group(1) if when else ''})" if m
          else "not measured yet (`make bench` records it)")
+    runs = Path(runs) if runs is not None else committed_results('small') / 'runs.json'
+    r = next((r for r in (json.loads(runs.read_text()) if runs.is_file() else []) if r.get('notebook') == notebook), None)
+    sm = (f"in `small` (real Fashion-MNIST, slow cells included) {r['seconds'] / 60:.1f} min on {r.get('cpu_count', '?')} CPU cores"
+          f" ({r.get('device', '?')}; committed run of {str(r.get('date', '?'))[:10]}, commit {r.get('commit', '?')})" if r
+          else "not run in `small` yet (`ROBUST_NB_PRESET=small python tools/build_book.py` records it)")
     s = (f"{slow} slow cell{'s' * (slow != 1)} (`#| slow`), which skip on a CPU in `tiny` unless `ROBUST_NB_SLOW=1`" if slow
          else "no slow cells")
-    return Markdown(f"*Run All in the `tiny` preset: {t}; {s}.*")
+    return Markdown(f"*Run All in the `tiny` preset: {t}; {sm}; {s}.*")
 
 # %% ../nbs/00a_book.ipynb #88e9a2da
 from .core import add_param_docs

@@ -58,3 +58,24 @@ def test_committed_small_results_cover_every_claim(chapter):
     assert not orphans, f"stale small results: results/small/claims_{chapter}.json holds {orphans}, which no chapter records any more"
     unstamped = have[have.commit.isna() | have.date.isna()]
     assert unstamped.empty, f"committed small records without commit or date: {list(unstamped.key)}"
+
+RUNS_FILE = committed_results('small') / 'runs.json'
+RUNS = json.loads(RUNS_FILE.read_text()) if RUNS_FILE.is_file() else []
+CHAPTER_BUDGET_S, BOOK_BUDGET_S = 20 * 60, 75 * 60     # issue 13: no chapter over 20 min, the book within 75 min, on 2 CPU cores
+
+def test_committed_small_runs_are_stamped_and_within_budget():
+    "Every committed small run names its commit, date and machine, and kept to the CPU budget (per chapter and in all)."
+    for r in RUNS:
+        missing = [k for k in ('notebook', 'seconds', 'commit', 'date', 'machine', 'device', 'cpu_count') if r.get(k) is None]
+        assert not missing, f"results/small/runs.json: the run of {r.get('notebook')} lacks {missing}"
+        if r['device'] == 'cpu':
+            assert r['seconds'] <= CHAPTER_BUDGET_S, f"{r['notebook']} took {r['seconds']:.0f} s in small; the budget is {CHAPTER_BUDGET_S} s"
+    cpu = sum(r['seconds'] for r in RUNS if r['device'] == 'cpu')
+    assert cpu <= BOOK_BUDGET_S, f"the committed small runs on a CPU add up to {cpu:.0f} s; the book's budget is {BOOK_BUDGET_S} s"
+
+def test_every_notebook_with_small_claims_has_a_committed_run():
+    "A notebook whose small claims are committed also has its run (wall time, provenance) in results/small/runs.json."
+    ran = {r['notebook'] for r in RUNS}
+    have = set(COMMITTED.chapter)
+    nbs = sorted({s.notebook + '.ipynb' for s in SMALL.itertuples() if s.chapter in have and not isinstance(s.preset, str)})
+    assert not [n for n in nbs if n not in ran], f"small claims committed without a recorded run for {[n for n in nbs if n not in ran]}"
