@@ -14,9 +14,10 @@ import robust_nb
 from .core import results_dir, get_preset, get_device, check_choice
 
 # %% auto #0
-__all__ = ['PRESETS', 'committed_results', 'provenance', 'plain_json', 'write_json_atomic', 'upsert_record', 'record_claim',
-           'recorded_claims', 'save_table', 'save_figure', 'replication_table', 'chapter_page', 'section_headings',
-           'section_id', 'record_erratum', 'errata_table', 'errata_markdown', 'record_sites', 'run_all_note']
+__all__ = ['PRESETS', 'HEADLINE_CLAIMS', 'committed_results', 'provenance', 'plain_json', 'write_json_atomic', 'upsert_record',
+           'record_claim', 'recorded_claims', 'save_table', 'save_figure', 'replication_table', 'headline_claims',
+           'chapter_page', 'section_headings', 'section_id', 'record_erratum', 'errata_table', 'errata_markdown',
+           'record_sites', 'run_all_note']
 
 # %% ../nbs/00a_book.ipynb #41b664b7
 PRESETS = ('tiny', 'small', 'paper')
@@ -170,6 +171,7 @@ def replication_table(
     *,
     committed=None,             # a folder with one sub-folder per preset (like `results/`); None: `committed_results(preset)`
     presets=('tiny', 'small'),  # the presets shown side by side
+    keys:bool=False,            # add each claim's `key` (after `chapter`)
 ) -> pd.DataFrame:
     "Every recorded claim once: chapter, claim, thesis, then per preset our number, its verdict and its run (this build or committed, with date and commit)."
     build = _claim_records(path if path is not None else results_dir())
@@ -179,12 +181,30 @@ def replication_table(
         mine = {(r['chapter'], r['key']): (r, True) for r in build if r.get('preset') == p}
         theirs = {(r['chapter'], r['key']): (r, False) for r in _claim_records(com_dir) if r.get('preset') == p}
         for ck, (r, here) in {**theirs, **mine}.items():     # this build's record wins
-            t = rows.setdefault(ck, dict(chapter=r['chapter'], claim=r['claim'], thesis=r['thesis']))
+            t = rows.setdefault(ck, dict(chapter=r['chapter'], key=r['key'], claim=r['claim'], thesis=r['thesis']))
             t[p], t[f'{p} verdict'], t[f'{p} run'] = r['ours'], ('holds' if r['reproduces'] else 'fails'), _run_label(r, here)
-    cols = ['chapter', 'claim', 'thesis'] + [c for p in presets for c in (p, f'{p} verdict', f'{p} run')]
-    fill = {c: ('not run' if c.endswith('verdict') else '' if c.endswith(' run') else '—') for c in cols[3:]}
+    cols = ['chapter'] + ['key'] * keys + ['claim', 'thesis'] + [c for p in presets for c in (p, f'{p} verdict', f'{p} run')]
+    fill = {c: ('not run' if c.endswith('verdict') else '' if c.endswith(' run') else '—') for c in cols[3 + keys:]}
     order = sorted(rows, key=lambda ck: _chapter_order(ck[0]))   # stable: records keep their order within a chapter
     return pd.DataFrame([rows[ck] for ck in order], columns=cols).fillna(fill)
+
+# %% ../nbs/00a_book.ipynb #3a9f4949
+HEADLINE_CLAIMS = (('3', 'soar_vs_pgd10', 'Table 3.2'), ('3', 'soar_blackbox', 'Table 3.3'),
+                   ('4b', 'sgd_robust', 'Table 4.3, Fig 4.1'), ('4b', 'fmnist_sgd_more_robust', 'Table 4.3 (Fashion-MNIST row)'),
+                   ('5', 'har', 'Table 5.3'), ('6', 'transfer_up', 'Table 6.3'))
+
+def headline_claims(
+    table:pd.DataFrame|None=None,   # a `replication_table(keys=True)`; None: this build's with the committed runs
+) -> pd.DataFrame:
+    "The rows of the thesis's headline claims (`HEADLINE_CLAIMS`), with where in the thesis, in that order; a claim nobody recorded shows 'not run'."
+    t = replication_table(keys=True) if table is None else table
+    if 'key' not in t.columns: raise ValueError("table has no 'key' column; expected replication_table(keys=True)")
+    rows = []
+    for ch, key, where in HEADLINE_CLAIMS:
+        hit = t[(t.chapter == ch) & (t.key == key)]
+        r = hit.iloc[0].to_dict() if len(hit) else {c: ('not run' if c.endswith('verdict') else '') for c in t.columns}
+        rows.append({'thesis table': where, **{c: v for c, v in r.items() if c not in ('chapter', 'key')}})
+    return pd.DataFrame(rows)
 
 # %% ../nbs/00a_book.ipynb #377bd025
 def _nbs_dir() -> Path: return _PKG_DIR.parent / 'nbs'

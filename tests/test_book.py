@@ -79,3 +79,10 @@ def test_every_notebook_with_small_claims_has_a_committed_run():
     have = set(COMMITTED.chapter)
     nbs = sorted({s.notebook + '.ipynb' for s in SMALL.itertuples() if s.chapter in have and not isinstance(s.preset, str)})
     assert not [n for n in nbs if n not in ran], f"small claims committed without a recorded run for {[n for n in nbs if n not in ran]}"
+
+def test_headline_claims_are_recorded_by_the_chapters():
+    "Each of the book's headline claims (index page) names a claim some chapter records, so none silently shows 'not run'."
+    from robust_nb.book import HEADLINE_CLAIMS
+    recorded = set(zip(SITES.chapter, SITES.key))
+    assert not [(c, k) for c, k, _ in HEADLINE_CLAIMS if (c, k) not in recorded], \
+        f"headline claims no chapter records: {[(c, k) for c, k, _ in HEADLINE_CLAIMS if (c, k) not in recorded]}"
