@@ -122,7 +122,8 @@ def save_results(fn:Path, src:Path, dst:Path, preset:str, seconds:float, flags:l
         if new or len(keep) != len(old): write_json_atomic(dst / f, keep + new)
     for d in (p for p in src.iterdir() if p.is_dir()):
         shutil.copytree(d, dst / d.name, dirs_exist_ok=True)
-    run = dict(notebook=fn.name, seconds=round(seconds, 1), flags=flags, **provenance())
+    # the load average says how busy the machine was (other jobs inflate the wall time on a shared CPU)
+    run = dict(notebook=fn.name, seconds=round(seconds, 1), flags=flags, load_avg_5min=round(os.getloadavg()[1], 2), **provenance())
     upsert_record(dst / 'runs.json', run, keys=('notebook',))
 
 def _title(nb):
@@ -229,6 +230,12 @@ def main(argv=None):
     if a.n_workers > 1:
         # one torch thread per notebook process, or they fight over the cores
         for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(v, '1')
+    busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    if device.type == 'cpu' and busy and torch.get_num_threads() > 1:
+        # OpenMP threads spin while they wait: on a CPU that other jobs keep busy, 2 threads run ~3x slower than 1
+        print(f'  (the CPU is busy: load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, so one torch thread instead of '
+              f'{torch.get_num_threads()})', flush=True)
+        torch.set_num_threads(1)
     print(f'Building the book: {len(fns)} notebooks, preset={preset}, device={device}, '
           f'skipping cells flagged {sorted(skip) or "nothing"}', flush=True)
     # chapters record their headline numbers and errata here; the errata page and the index (run last) read them
