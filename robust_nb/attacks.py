@@ -9,14 +9,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_model, predict
+from .core import check_model, predict, input_grad, batched_forward
 from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
                             eval_guard, project, steepest_ascent, lp_norm, dct_matrix, per_example, on_model_device)
 from .train import evaluate
 
 # %% auto #0
-__all__ = ['AUTOATTACK_COMPONENTS', 'fgsm', 'fgm', 'random_in_ball', 'pgd', 'bim', 'cw_l2', 'simba', 'robust_accuracy',
-           'mean_confidence', 'nonzero_grad_count', 'eps_one_sanity_check', 'autoattack_component',
+__all__ = ['AUTOATTACK_COMPONENTS', 'fgsm', 'fgm', 'random_in_ball', 'pgd_steps', 'pgd', 'bim', 'cw_l2', 'simba',
+           'robust_accuracy', 'mean_confidence', 'nonzero_grad_count', 'eps_one_sanity_check', 'autoattack_component',
            'autoattack_components']
 
 # %% ../nbs/02_attacks.ipynb #d479681f
@@ -24,20 +24,12 @@ def _ce(logits:Tensor, y:Tensor) -> Tensor:
     "Per-example cross-entropy, the default attack loss."
     return F.cross_entropy(logits, y, reduction='none')
 
-def _input_grad(model, x_adv:Tensor, y:Tensor, loss_fn, targeted:bool):
-    "Per-example losses at `x_adv` (negated if `targeted`) and the gradient of their sum w.r.t. `x_adv` only."
-    with torch.enable_grad():   # attacks work also when called under torch.no_grad()
-        x_adv = x_adv.detach().requires_grad_(True)
-        loss = loss_fn(model(x_adv), y)
-        if targeted: loss = -loss
-        g, = torch.autograd.grad(loss.sum(), x_adv)
-    return loss.detach(), g
-
 def _validate(model, x, y, eps, norm=None, targeted=False):
     "Shared validation of every attack's inputs; returns `(eps, norm)`."
     check_model(model)
     check_bool(targeted, 'targeted')
     return check_inputs(x, y, eps=eps, norm=norm)
+
 
 # %% ../nbs/02_attacks.ipynb #8084b573
 @on_model_device
@@ -49,7 +41,7 @@ def fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
     "Fast gradient sign method (2.1): `x + eps * sign(grad_x loss)`, clipped to [0, 1]."
     eps, _ = _validate(model, x, y, eps, targeted=targeted)
     x = x.detach()
-    with eval_guard(model): _, g = _input_grad(model, x, y, loss_fn or _ce, targeted)
+    with eval_guard(model): _, g = input_grad(model, x, y, loss_fn=loss_fn, targeted=targeted)
     return project(x + eps * steepest_ascent(g, 'linf'), x, eps, 'linf').detach()
 
 # %% ../nbs/02_attacks.ipynb #516ceb1d
@@ -63,7 +55,7 @@ def fgm(model:nn.Module, x:Tensor, y:Tensor, *,
     # BEGIN SOLUTION
     eps, _ = _validate(model, x, y, eps, targeted=targeted)
     x = x.detach()
-    with eval_guard(model): _, g = _input_grad(model, x, y, loss_fn or _ce, targeted)
+    with eval_guard(model): _, g = input_grad(model, x, y, loss_fn=loss_fn, targeted=targeted)
     return project(x + eps * steepest_ascent(g, 'l2'), x, eps, 'l2').detach()
     # END SOLUTION
 
@@ -91,6 +83,24 @@ def _pgd_run(model, x:Tensor, y:Tensor, x0:Tensor, *, eps:float, alpha:float, st
             else: x_adv.copy_(project(x_adv + alpha * steepest_ascent(g, 'l2'), x, eps, 'l2'))
     return x_adv.detach()
 
+@on_model_device
+def pgd_steps(model:nn.Module, x:Tensor, y:Tensor, x0:Tensor, *,
+              eps:float,                  # radius of the `norm` ball around `x`
+              alpha:float,                # step size
+              steps:int,                  # number of steps
+              norm:str='linf',            # 'linf' or 'l2'
+              loss_fn:Callable|None=None, # `loss_fn(logits, y)` -> per-example losses; default cross-entropy
+              targeted:bool=False,        # if True, `y` holds target classes and their loss is decreased
+             ) -> Tensor:
+    "`steps` projected steepest-ascent steps (2.4) from the start `x0` (e.g. TRADES's), in eval mode; returns the last iterate."
+    eps, norm = _validate(model, x, y, eps, norm, targeted)
+    alpha, steps = check_eps(alpha, 'alpha'), check_positive_int(steps, 'steps')
+    if x0.shape != x.shape: raise ValueError(f"x0 got shape {tuple(x0.shape)}; expected x's shape {tuple(x.shape)}")
+    with eval_guard(model):
+        return _pgd_run(model, x.detach(), y, x0, eps=eps, alpha=alpha, steps=steps, norm=norm, loss_fn=loss_fn or _ce, targeted=targeted)
+
+
+# %% ../nbs/02_attacks.ipynb #aa0c0013
 def _restart_score(model, x_adv:Tensor, y:Tensor, loss_fn, targeted:bool) -> tuple[Tensor, Tensor]:
     "Per-example `(success, loss)` of a run, for choosing among restarts."
     with torch.no_grad():
@@ -298,17 +308,14 @@ def robust_accuracy(model:nn.Module, data, attack:Callable|None=None, *,
 def mean_confidence(model:nn.Module, x:Tensor, *, batch_size:int=512) -> float:
     "Mean probability of the most likely class, (1/N) sum_n max_i P(x_n)_i (Table 3.1)."
     check_inputs(x)
-    batch_size = check_positive_int(batch_size, 'batch_size')
-    with eval_guard(check_model(model)), torch.no_grad():
-        conf = torch.cat([torch.softmax(model(x[i:i + batch_size]), 1).amax(1) for i in range(0, x.shape[0], batch_size)])
-    return conf.mean().item()
+    return batched_forward(model, x, batch_size=batch_size, fn=lambda z: torch.softmax(z, 1).amax(1)).mean().item()
 
 @on_model_device
 def nonzero_grad_count(model:nn.Module, x:Tensor, y:Tensor, *, tol:float=1e-6, loss_fn:Callable|None=None) -> float:
     "Average number of input-gradient entries with |g| > `tol` per example (App. 3.F); `d` means no masking."
     check_inputs(x, y)
     tol = check_eps(tol, 'tol')
-    with eval_guard(check_model(model)): _, g = _input_grad(model, x.detach(), y, loss_fn or _ce, False)
+    with eval_guard(check_model(model)): _, g = input_grad(model, x, y, loss_fn=loss_fn)
     return (g.abs() > tol).flatten(1).sum(1).double().mean().item()
 
 @on_model_device

@@ -7,22 +7,21 @@ from __future__ import annotations
 import argparse, math, os, sys
 from pathlib import Path
 import pandas as pd
-import torch
 import torch.distributed as dist
-from .core import get_device, get_preset, set_seed, PRESETS, NORMS, add_param_docs
-from .data import DATASETS, AUGMENTATIONS, dataset_info, resolve_augmentation, load_dataset, loaders
-from .models import MODELS, default_model, build_model
-from .defenses import make_loss, METHODS as LOSS_METHODS
-from .train import (prepare_out_dir, add_to_checkpoint, fit, save_checkpoint, OPTIMIZERS, setup_distributed, rank_world, barrier,
-                             shard_tensors, process_device)
-from .evaluation import ATTACKS, evaluate_attacks, build_from_config, load_model, alignment_metrics, plot_accuracy
-from .tables import REPRODUCIBLE, thesis_table, table_function, available_tables, reproduce, markdown_table
+from .core import get_device, get_preset, PRESETS, NORMS, add_param_docs
+from .data import DATASETS, AUGMENTATIONS, load_dataset, dataset_info        # load_dataset, dataset_info: old names of robust_nb.cli
+from .models import MODELS, build_model
+from .defenses import METHODS as LOSS_METHODS, make_loss
+from .train import OPTIMIZERS, setup_distributed, rank_world, barrier, process_device
+from .attacks import AUTOATTACK_COMPONENTS
+from .evaluation import (ATTACKS, RUN_SCHEDULES, TRAIN_PROTOCOLS, VALID_NOTE, HAR_NOTE, evaluate_attacks, load_model, evaluate_checkpoint,
+                                  protocol_row, save_evaluation, run_config, train_run, har_run, align_run)
+from .tables import REPRODUCIBLE, thesis_table, table_function, available_tables, reproduce, markdown_table, reproduce_all, write_reproduction
 from .exercises import exercise_cells, make_student_copy, find_nbs
-from .book import write_json_atomic
 
 # %% auto #0
-__all__ = ['METHODS', 'COMMANDS', 'cmd_train', 'cmd_eval', 'cmd_har', 'cmd_align', 'cmd_reproduce', 'cmd_exercises', 'cmd_grade',
-           'make_parser', 'main']
+__all__ = ['METHODS', 'COMMANDS', 'PROTOCOLS', 'cmd_train', 'cmd_eval', 'cmd_har', 'cmd_align', 'cmd_reproduce', 'cmd_exercises',
+           'cmd_grade', 'make_parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #3bd89784
 METHODS = tuple(m for m in LOSS_METHODS if m != 'pgd-t')      # what `train --method` offers
@@ -34,34 +33,30 @@ class _Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are one line on stderr and exit status 2."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-def _number(s:str) -> float:
-    "A finite number >= 0 from the command line; fractions such as `8/255` are allowed."
-    try:
-        parts = [float(p) for p in s.split('/')]
-        if len(parts) > 2: raise ValueError
-        v = parts[0] / parts[1] if len(parts) == 2 else parts[0]
-    except (ValueError, ZeroDivisionError): raise argparse.ArgumentTypeError(f"got {s!r}; expected a number such as 0.03 or 8/255") from None
-    if not math.isfinite(v) or v < 0: raise argparse.ArgumentTypeError(f"got {s!r}; expected a finite number >= 0")
-    return v
+def _typed(conv, ok, expected:str):
+    "An argparse type: `conv(s)` if it converts and satisfies `ok`, else the error `got 's'; expected <expected>`."
+    def parse(s:str):
+        try: v = conv(s)
+        except (ValueError, ZeroDivisionError): v = None
+        if v is None or not ok(v): raise argparse.ArgumentTypeError(f"got {s!r}; expected {expected}")
+        return v
+    return parse
 
-def _positive(s:str) -> float:
-    v = _number(s)
-    if v == 0: raise argparse.ArgumentTypeError(f"got {s!r}; expected a number > 0")
-    return v
+def _fraction(s:str) -> float:
+    "A number, also written as a fraction such as `8/255`."
+    p = [float(v) for v in s.split('/')]
+    if len(p) > 2: raise ValueError(s)
+    return p[0] / p[1] if len(p) == 2 else p[0]
 
-def _count(s:str) -> int:
-    try: v = int(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"got {s!r}; expected an integer >= 1") from None
-    if v < 1: raise argparse.ArgumentTypeError(f"got {s!r}; expected an integer >= 1")
-    return v
-
-def _seed(s:str) -> int:
-    try: v = int(s)
-    except ValueError: v = -1
-    if v < 0: raise argparse.ArgumentTypeError(f"got {s!r}; expected an integer >= 0")
-    return v
+_number = _typed(_fraction, lambda v: math.isfinite(v) and v >= 0, 'a finite number >= 0 such as 0.03 or 8/255')
+_positive = _typed(_fraction, lambda v: math.isfinite(v) and v > 0, 'a finite number > 0')
+_count = _typed(int, lambda v: v >= 1, 'an integer >= 1')
+_seed = _typed(int, lambda v: v >= 0, 'an integer >= 0')
 
 # %% ../nbs/07_cli.ipynb #e0813e7b
+PROTOCOLS = {'table-4.3': "Table 4.2's CNN on Fashion-MNIST, plain SGD at 0.1 (adam, rmsprop: 5e-4), no weight decay, no schedule, "
+                          "batch 128, random flips, 20 epochs"}   # --protocol NAME -> what it sets (robust_nb.evaluation.TRAIN_PROTOCOLS), for --help
+
 def _common(p:argparse.ArgumentParser, *, data:bool=True):
     "Options shared by the commands that build data and models."
     if data:
@@ -78,10 +73,10 @@ def _training(p:argparse.ArgumentParser, methods=METHODS, resume:bool=True):
     p.add_argument('--method', default='standard', choices=methods, help='training objective')
     p.add_argument('--model', default=None, choices=tuple(MODELS), help='architecture (None: mlp in tiny, cnn6 in small, resnet10 in paper)')
     p.add_argument('--epochs', type=_count, default=None, help='epochs (None: the preset\'s)')
-    p.add_argument('--lr', type=_positive, default=0.05, help='initial learning rate')
-    p.add_argument('--opt', default='sgd_momentum', choices=tuple(OPTIMIZERS), help="optimizer; each with App. 4.A's settings (sgd: no momentum; sgd_momentum: 0.9). Table 4.3's protocol: --opt sgd --lr 0.1 (adam, rmsprop: 5e-4) --weight-decay 0 --sched none --batch-size 128")
+    p.add_argument('--lr', type=_positive, default=0.05, help='initial learning rate (None under --protocol table-4.3: Table 4.2\'s rate of --opt)')
+    p.add_argument('--opt', default='sgd_momentum', choices=tuple(OPTIMIZERS), help="optimizer (sgd: plain SGD; sgd_momentum: momentum 0.9; adam, rmsprop: PyTorch's defaults). Without --protocol the defaults (sgd_momentum, --weight-decay 5e-4, --sched cosine) are a common adversarial-training recipe, not the thesis's App. 4.A/Table 4.3 protocol")
     p.add_argument('--weight-decay', type=_number, default=5e-4, help='weight decay')
-    p.add_argument('--sched', default='cosine', choices=('none', 'step', 'cosine'), help='learning-rate schedule (step: x0.1 at 50%% and 75%% of the epochs)')
+    p.add_argument('--sched', default='cosine', choices=tuple(RUN_SCHEDULES), help='learning-rate schedule (step: x0.1 at 50%% and 75%% of the epochs)')
     p.add_argument('--batch-size', type=_count, default=None, help='global batch size (None: the preset\'s)')
     p.add_argument('--eps', type=_number, default=8/255, help='radius of the training attack\'s ball')
     p.add_argument('--alpha', type=_number, default=None, help='step size of the training attack (None: eps/4)')
@@ -95,91 +90,74 @@ def _training(p:argparse.ArgumentParser, methods=METHODS, resume:bool=True):
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 # %% ../nbs/07_cli.ipynb #edc0960f
-def _schedule(name:str):
-    return {'none': None, 'cosine': {'name': 'cosine', 'warmup': 0},
-            'step': {'name': 'step', 'milestones': [0.5, 0.75], 'gamma': 0.1}}[name]
-
 def _run_config(a, command:str) -> dict:
-    "The configuration of a training run from its arguments (stored in the checkpoint and in metrics.json)."
-    P = get_preset(a.preset)
-    info = dataset_info(a.data, img_size=a.img_size or (P.img_size if a.data == 'digits' else None))
-    return dict(command=command, method=a.method, data=a.data, data_root=str(Path(a.data_root).expanduser().absolute()) if a.data_root else None,
-                model=a.model or default_model(P.name), num_classes=info['num_classes'], in_channels=info['in_channels'],
-                img_size=info['img_size'], epochs=a.epochs or P.epochs, lr=a.lr, opt=a.opt, weight_decay=a.weight_decay,
-                sched=a.sched, batch_size=a.batch_size or P.batch_size, eps=a.eps, alpha=a.eps / 4 if a.alpha is None else a.alpha,
-                steps=a.steps, norm=a.norm, beta=a.beta, preset=P.name, seed=a.seed, world_size=rank_world()[1], verify=not a.no_verify,
-                augment=resolve_augmentation(a.data, a.augment))
-
-# %% ../nbs/07_cli.ipynb #c11a0001
-def _clean_accuracy(model, ds) -> float:
-    "Clean accuracy on all of `ds`, sharded over the processes."
-    return float(evaluate_attacks(model, *shard_tensors(ds, len(ds)), attacks=(), eps=()).accuracy.iloc[0])
-
-def cmd_train(a) -> dict:
-    "`robust-nb train`: train a model with `fit` and write OUT/checkpoint.pt and OUT/metrics.json."
-    cfg = _run_config(a, 'train')
-    set_seed(a.seed)
-    train_ds = load_dataset(cfg['data'], train=True, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'],
-                            augment=cfg['augment'])
-    test_ds = load_dataset(cfg['data'], train=False, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'])
-    model = build_model(cfg['model'], num_classes=cfg['num_classes'], in_channels=cfg['in_channels'], img_size=cfg['img_size'])
-    loss = make_loss(cfg['method'], eps=cfg['eps'], alpha=cfg['alpha'], steps=cfg['steps'], norm=cfg['norm'], beta=cfg['beta'])
-    out = prepare_out_dir(a.out, resume=a.resume, overwrite=a.overwrite, names=('--out', '--resume', '--overwrite'))
-    ckpt = out / 'checkpoint.pt'
-    valid_dl = torch.utils.data.DataLoader(test_ds, batch_size=512)       # the test accuracy of every epoch, as the authors log it
-    hist = fit(model, loaders(train_ds, batch_size=cfg['batch_size'], seed=a.seed), epochs=cfg['epochs'], lr=cfg['lr'], valid_dl=valid_dl,
-               opt=cfg['opt'], loss=loss, sched=_schedule(cfg['sched']), seed=a.seed, ckpt_path=ckpt, resume=a.resume,
-               progress=not a.no_progress, device=_device(a), opt_kw=dict(weight_decay=cfg['weight_decay']))
-    acc = _clean_accuracy(model, test_ds)
-    metrics = dict(config=cfg, history=hist.to_dict('records'), clean_accuracy=acc, checkpoint=str(ckpt))
-    if rank_world()[0] == 0:
-        add_to_checkpoint(ckpt, cli=cfg)
-        write_json_atomic(out / 'metrics.json', metrics)
-        print(f"robust-nb train: {cfg['method']} {cfg['model']} on {cfg['data']}, {cfg['epochs']} epochs: "
-              f"clean test accuracy {acc:.4f}; wrote {ckpt} and {out / 'metrics.json'}")
-    barrier()
-    return metrics
+    "The configuration of a training run from its arguments (`robust_nb.evaluation.run_config`)."
+    return run_config(**{**vars(a), 'command': command, 'verify': not a.no_verify})
 
 def _device(a):
     "The `--device` (None lets `fit` and friends choose, `cuda:LOCAL_RANK` under torchrun)."
     return get_device(a.device, name='--device') if a.device else None
 
+def _say(line:str):
+    "Print on rank 0 only."
+    if rank_world()[0] == 0: print(line)
+
+_OUT_FLAGS = ('--out', '--resume', '--overwrite')
+
+# %% ../nbs/07_cli.ipynb #c11a0001
+def cmd_train(a) -> dict:
+    "`robust-nb train`: train a model with `fit` (`robust_nb.evaluation.train_run`); writes OUT/checkpoint.pt and OUT/metrics.json."
+    cfg = _run_config(a, 'train')
+    if not a.no_progress: _say(f"robust-nb train: {VALID_NOTE}")
+    m = train_run(cfg, a.out, data_root=a.data_root, resume=a.resume, overwrite=a.overwrite, device=_device(a), progress=not a.no_progress,
+                  names=_OUT_FLAGS)
+    _say(f"robust-nb train: {cfg['method']} {cfg['model']} on {cfg['data']}, {cfg['epochs']} epochs: clean test accuracy "
+         f"{m['clean_accuracy']:.4f}; wrote {m['checkpoint']} and {Path(a.out) / 'metrics.json'}")
+    return m
+
 def _train_args(p):
     _common(p); _training(p)
+    p.add_argument('--protocol', default=None, choices=tuple(PROTOCOLS), help="start from a thesis protocol's settings instead of the defaults shown here (table-4.3: " + PROTOCOLS['table-4.3'] + '); options given explicitly still win')
 
 COMMANDS['train'] = (_train_args, cmd_train, 'train a model (standard, PGD-AT, TRADES, MART, FOAR, SOAR) with fit')
 
 # %% ../nbs/07_cli.ipynb #c11a0002
+def _radii(a) -> dict:
+    "`{norm: radii}` from `--eps`/`--norm`, `--l2-eps` and `--linf-eps` (`--eps` is 8/255 when no radius is given at all)."
+    r = {'l2': list(a.l2_eps or ()), 'linf': list(a.linf_eps or ())}
+    eps = a.eps if a.eps is not None else ([] if r['l2'] or r['linf'] else [8/255])
+    r[a.norm] = list(dict.fromkeys([*r[a.norm], *eps]))
+    return r
+
 def cmd_eval(a) -> pd.DataFrame:
-    "`robust-nb eval`: accuracy of a checkpoint under attacks; writes OUT/eval.json, OUT/eval.csv and OUT/eval.png."
+    "`robust-nb eval`: accuracy of a checkpoint under noise and attacks (`evaluate_checkpoint`); writes OUT/eval.json, eval.csv and eval.png."
     dev = _device(a) or process_device()
-    model, cfg = load_model(a.checkpoint, model=a.model, data=a.data, device=dev)
-    info = dataset_info(cfg['data'], img_size=cfg.get('img_size'))
-    test_ds = load_dataset(cfg['data'], train=False, root=a.data_root or cfg.get('data_root'), img_size=info['img_size'],
-                           seed=cfg.get('seed', 0), verify=cfg.get('verify', True) and not a.no_verify)
-    n = min(len(test_ds), a.n_examples) if a.n_examples else len(test_ds)
-    x, y = shard_tensors(test_ds, n)
-    df = evaluate_attacks(model, x, y, attacks=a.attack, eps=a.eps, norm=a.norm, steps=a.steps, queries=a.queries,
-                          hierarchy=info['hierarchy'], batch_size=a.batch_size, seed=a.seed, progress=rank_world()[0] == 0)
+    df, cfg = evaluate_checkpoint(a.checkpoint, model=a.model, data=a.data, data_root=a.data_root, verify=not a.no_verify,
+                                  n_examples=a.n_examples, device=dev, attacks=a.attack, radii=_radii(a), gaussian=a.gaussian or (),
+                                  noise_seed=a.noise_seed, steps=a.steps, queries=a.queries, components=a.components,
+                                  batch_size=a.batch_size, seed=a.seed, progress=rank_world()[0] == 0)
     if rank_world()[0] == 0:
-        out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / 'eval.csv', index=False)
-        write_json_atomic(out / 'eval.json', dict(checkpoint=str(a.checkpoint), config=cfg, device=str(dev), world_size=rank_world()[1],
-                                           results=df.to_dict('records')))
-        import matplotlib.pyplot as plt
-        plt.close(plot_accuracy(df, out / 'eval.png', f"{cfg.get('model')} ({cfg.get('method', '?')}) on {cfg['data']}, n={n}"))
-        print(df.to_string(index=False)); print(f"robust-nb eval: wrote {out / 'eval.json'}, {out / 'eval.csv'} and {out / 'eval.png'}")
+        paths = save_evaluation(a.out, df, checkpoint=a.checkpoint, config=cfg, device=dev)
+        print(df.to_string(index=False))
+        print(f"\nas one row of Table 4.3 (%; attacks: the worst case at each radius):\n{protocol_row(df).to_string(index=False)}")
+        print(f"robust-nb eval: wrote {', '.join(map(str, paths))}")
     barrier()
     return df
 
+# %% ../nbs/07_cli.ipynb #c11a0012
 def _eval_args(p:argparse.ArgumentParser):
     p.add_argument('checkpoint', help='a checkpoint written by robust-nb train/har/align (or by fit, with --model and --data)')
     p.add_argument('--attack', nargs='+', default=['pgd'], choices=ATTACKS, help='attack(s)')
-    p.add_argument('--eps', nargs='+', type=_number, default=[8/255], help='radius/radii of the ball (several: accuracy vs eps)')
-    p.add_argument('--norm', default='linf', choices=NORMS, help='norm of the ball (cw is always l2)')
+    p.add_argument('--eps', nargs='+', type=_number, default=None, help='radii of the --norm ball (None: 8/255 unless --l2-eps or --linf-eps give radii)')
+    p.add_argument('--norm', default='linf', choices=NORMS, help='norm of --eps (cw is always l2)')
+    p.add_argument('--l2-eps', nargs='+', type=_number, default=None, metavar='EPS', help='radii of the l2 ball, in the same call (Table 4.3: 0.1 0.5 0.7 for Fashion-MNIST)')
+    p.add_argument('--linf-eps', nargs='+', type=_number, default=None, metavar='EPS', help='radii of the linf ball, in the same call (Table 4.3: 0.01 0.03 0.05)')
+    p.add_argument('--gaussian', nargs='+', type=_positive, default=None, metavar='VAR', help='variances of Gaussian noise added and then clamped to [0, 1], on the whole test split (Table 4.3: 0.001 0.005 0.01)')
+    p.add_argument('--noise-seed', type=_seed, default=1234, help='seed of the Gaussian noise draw (that of Table 4.3\'s jobs)')
+    p.add_argument('--components', nargs='+', default=list(AUTOATTACK_COMPONENTS), choices=AUTOATTACK_COMPONENTS, help='AutoAttack components run by --attack autoattack, in AutoAttack\'s order, each on the points the ones before left correct')
     p.add_argument('--steps', type=_count, default=20, help='iterations of pgd, cw, hierarchical and the AutoAttack components')
     p.add_argument('--queries', type=_count, default=1000, help='query budget of simba and of AutoAttack\'s Square')
-    p.add_argument('--n-examples', type=_count, default=None, help='evaluate the first N test examples (None: all)')
+    p.add_argument('--n-examples', type=_count, default=None, help='attack the first N test examples (None: all; Table 4.3: 1000)')
     p.add_argument('--batch-size', type=_count, default=256, help='batch size of the attacks')
     p.add_argument('--model', default=None, choices=tuple(MODELS), help='architecture (None: from the checkpoint)')
     p.add_argument('--data', default=None, choices=tuple(DATASETS), help='dataset (None: from the checkpoint)')
@@ -188,39 +166,18 @@ def _eval_args(p:argparse.ArgumentParser):
     p.add_argument('--out', required=True, metavar='DIR', help='output folder (eval.json, eval.csv, eval.png)')
     _common(p, data=False)
 
-COMMANDS['eval'] = (_eval_args, cmd_eval, 'accuracy of a checkpoint under attacks, for one or several eps')
+COMMANDS['eval'] = (_eval_args, cmd_eval, 'accuracy of a checkpoint under Gaussian noise and attacks, for several radii of both norms')
+
 
 # %% ../nbs/07_cli.ipynb #85ec1411
 def cmd_har(a) -> dict:
-    "`robust-nb har`: train a HAR network (5.2) with `train_har`; writes OUT/checkpoint.pt and OUT/metrics.json."
-    from robust_nb.hierarchy import train_har
-    out = prepare_out_dir(a.out, overwrite=a.overwrite, names=('--out', '--resume', '--overwrite'))
-    cfg = _run_config(a, 'har') | dict(har=True)
-    hier = dataset_info(cfg['data'], img_size=cfg['img_size'])['hierarchy']
-    if hier is None:
-        raise ValueError(f"data {cfg['data']!r} has no class hierarchy; expected one of {tuple(k for k, v in DATASETS.items() if v[3] is not None)}")
-    set_seed(a.seed)
-    train_ds = load_dataset(cfg['data'], train=True, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'],
-                            augment=cfg['augment'])
-    test_ds = load_dataset(cfg['data'], train=False, root=a.data_root, img_size=cfg['img_size'], seed=a.seed, verify=cfg['verify'])
-    net = build_from_config(cfg)
-    loss = make_loss(cfg['method'], eps=cfg['eps'], alpha=cfg['alpha'], steps=cfg['steps'], norm=cfg['norm'], beta=cfg['beta'])
-    hist = train_har(net, train_ds, epochs=cfg['epochs'], lr=cfg['lr'], loss=loss, batch_size=cfg['batch_size'], seed=a.seed,
-                     device=_device(a), opt=cfg['opt'], sched=_schedule(cfg['sched']), opt_kw=dict(weight_decay=cfg['weight_decay']),
-                     progress=not a.no_progress)
-    net.to(_device(a) or process_device())
-    x, y = shard_tensors(test_ds, len(test_ds))
-    clean = evaluate_attacks(net, x, y, attacks=(), eps=(), hierarchy=hier).iloc[0]
-    names = ['meta', *(f'leaves[{m}]' for m in hier.meta_names)]
-    metrics = dict(config=cfg, history={n: h.to_dict('records') for n, h in zip(names, hist) if h is not None},
-                   clean_accuracy=float(clean.accuracy), clean_meta_accuracy=float(clean.meta_accuracy))
-    if rank_world()[0] == 0:
-        save_checkpoint(out / 'checkpoint.pt', net, cli=cfg)
-        write_json_atomic(out / 'metrics.json', metrics)
-        print(f"robust-nb har: {cfg['method']} HAR({cfg['model']}) on {cfg['data']}: clean accuracy {clean.accuracy:.4f}, "
-              f"meta-class accuracy {clean.meta_accuracy:.4f}; wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
-    barrier()
-    return metrics
+    "`robust-nb har`: train a HAR network (5.2) with `train_har` (`robust_nb.evaluation.har_run`); writes OUT/checkpoint.pt and OUT/metrics.json."
+    cfg = _run_config(a, 'har')
+    if not a.no_progress: _say(f"robust-nb har: {HAR_NOTE}")
+    m = har_run(cfg, a.out, data_root=a.data_root, overwrite=a.overwrite, device=_device(a), progress=not a.no_progress, names=_OUT_FLAGS)
+    _say(f"robust-nb har: {cfg['method']} HAR({cfg['model']}) on {cfg['data']}: clean accuracy {m['clean_accuracy']:.4f}, meta-class "
+         f"accuracy {m['clean_meta_accuracy']:.4f}; wrote {Path(a.out) / 'checkpoint.pt'} and {Path(a.out) / 'metrics.json'}")
+    return m
 
 def _har_args(p):
     _common(p); _training(p, methods=('standard', 'pgd', 'trades', 'mart'), resume=False)
@@ -230,40 +187,13 @@ COMMANDS['har'] = (_har_args, cmd_har, 'train a HAR network (Chapter 5) on a dat
 
 # %% ../nbs/07_cli.ipynb #683447f9
 def cmd_align(a) -> dict:
-    "`robust-nb align`: align a source checkpoint to witness checkpoints; writes OUT/checkpoint.pt and OUT/metrics.json."
-    from robust_nb.alignment import align
-    dev = _device(a) or process_device()
-    source, scfg = load_model(a.source, device=dev)
-    others = {p: load_model(p, device=dev) for p in [*a.witness, *(a.target or [])]}
-    for p, (_, c) in others.items():
-        if c.get('data') != scfg['data']: raise ValueError(f"checkpoint {str(p)!r} was trained on {c.get('data')!r}; the source on {scfg['data']!r}; expected the same data")
-    info = dataset_info(scfg['data'], img_size=scfg.get('img_size'))
-    root = a.data_root or scfg.get('data_root')
-    kw = dict(root=root, img_size=info['img_size'], seed=scfg.get('seed', 0), verify=scfg.get('verify', True))
-    train_ds = load_dataset(scfg['data'], train=True, augment=scfg.get('augment', 'none'), **kw)   # the source's own augmentation
-    test_ds = load_dataset(scfg['data'], train=False, **kw)
-    set_seed(a.seed)
-    ws = [others[p][0] for p in a.witness]
-    aligned = align(source, ws, loaders(train_ds, batch_size=a.batch_size, seed=a.seed), epochs=a.epochs, lr=a.lr, T=a.T,
-                    method=a.method, device=dev)
-    n = min(len(test_ds), a.n_examples) if a.n_examples else len(test_ds)
-    x, y = (t.to(dev) for t in shard_tensors(test_ds, n))
-    rows, transfer = alignment_metrics(source, aligned, dict(zip(a.witness, ws)), {p: others[p][0] for p in a.target or []},
-                                       x, y, eps=a.eps, steps=a.steps, seed=a.seed)
-    cfg = scfg | dict(command='align', source=str(a.source), witnesses=[str(w) for w in a.witness], align_method=a.method,
-                      align_epochs=a.epochs, align_lr=a.lr, align_T=a.T, world_size=rank_world()[1])
-    metrics = dict(config=cfg, witnesses=rows, transfer=transfer, eps=a.eps, steps=a.steps, n_examples=n)
-    out = Path(a.out)
-    if rank_world()[0] == 0:
-        save_checkpoint(out / 'checkpoint.pt', aligned, cli=cfg)
-        write_json_atomic(out / 'metrics.json', metrics)
-        print(pd.DataFrame(rows).to_string(index=False))
-        if transfer: print(pd.DataFrame(transfer).to_string(index=False))
-        print(f"robust-nb align: wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
-    barrier()
-    return metrics
+    "`robust-nb align`: align a source checkpoint to witness checkpoints (`robust_nb.evaluation.align_run`); writes OUT/checkpoint.pt and OUT/metrics.json."
+    m = align_run(a.source, a.witness, a.target or [], a.out, method=a.method, epochs=a.epochs, lr=a.lr, T=a.T, batch_size=a.batch_size,
+                  eps=a.eps, steps=a.steps, n_examples=a.n_examples, data_root=a.data_root, seed=a.seed, device=_device(a))
+    _say('\n'.join([pd.DataFrame(m['witnesses']).to_string(index=False), *([pd.DataFrame(m['transfer']).to_string(index=False)] if m['transfer'] else []),
+                    f"robust-nb align: wrote {Path(a.out) / 'checkpoint.pt'} and {Path(a.out) / 'metrics.json'}"]))
+    return m
 
-# %% ../nbs/07_cli.ipynb #5bca78b5
 def _align_args(p):
     p.add_argument('source', help='checkpoint of the source model (written by robust-nb train)')
     p.add_argument('--witness', nargs='+', required=True, help='checkpoint(s) of the witness model(s), trained on the same data')
@@ -283,49 +213,46 @@ def _align_args(p):
 COMMANDS['align'] = (_align_args, cmd_align, 'align a source model to witness models (Chapter 6) and measure transferability')
 
 # %% ../nbs/07_cli.ipynb #c11a0003
-def cmd_reproduce(a) -> pd.DataFrame:
-    "`robust-nb reproduce TABLE`: writes OUT/table_<T>.csv, OUT/table_<T>_thesis.csv and OUT/table_<T>.md."
-    if a.list:
-        for t, (mod, fn, title, _) in REPRODUCIBLE.items():
-            print(f"{t}\t{'available' if table_function(t) else 'not available'}\t{title} ({mod}.{fn})")
-        return None
-    if a.table is None: raise ValueError(f"reproduce needs a TABLE; available: {', '.join(available_tables()) or 'none'}")
+def cmd_reproduce(a):
+    "`robust-nb reproduce [TABLE]`: TABLE computed in --preset, or every table (read from the committed run where there is one); writes OUT/table_<T>.csv, _thesis.csv and .md."
     P = get_preset(a.preset)
-    ours = reproduce(a.table, preset=P.name)
-    if rank_world()[0] == 0:
-        out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-        stem = f"table_{a.table}"
-        ours.to_csv(out / f'{stem}.csv', index=False); thesis_table(a.table, preset=P.name).to_csv(out / f'{stem}_thesis.csv', index=False)
-        title = REPRODUCIBLE[a.table][2]
-        md = (f"# Table {a.table}: {title}\n\n## Ours (preset `{P.name}`, device `{process_device()}`)\n\n{markdown_table(ours)}\n\n"
-              f"## The thesis's numbers (copied from the thesis; its settings, not ours)\n\n{markdown_table(thesis_table(a.table, preset=P.name))}\n")
-        (out / f'{stem}.md').write_text(md)
-        print(md); print(f"robust-nb reproduce: wrote {out / (stem + '.csv')}, {out / (stem + '_thesis.csv')} and {out / (stem + '.md')}")
+    if a.list:
+        for t, (mod, fn, title, _) in REPRODUCIBLE.items(): print(f"{t}\t{'available' if table_function(t) else 'not available'}\t{title} ({mod}.{fn})")
+        return None
+    if a.table is not None: got = {a.table: (reproduce(a.table, preset=P.name), 'computed', f'computed now on `{process_device()}`')}
+    else: got = reproduce_all(P.name, run_missing=a.run_missing, results=a.results)
+    for t, (df, status, why) in got.items():
+        if df is None: _say(f"robust-nb reproduce: table {t} is MISSING in {P.name}: {why}; `robust-nb reproduce {t} --preset {P.name}` computes it"); continue
+        if rank_world()[0] == 0:
+            paths, md = write_reproduction(t, df, a.out, preset=P.name, source=why if status == 'computed' else f'the committed run: {why}')
+            print(md); print(f"robust-nb reproduce: table {t} ({status}): wrote {', '.join(map(str, paths))}")
+    if a.table is None:
+        miss = [t for t, v in got.items() if v[0] is None]
+        _say(f"robust-nb reproduce: {len(got) - len(miss)} of {len(got)} tables in {P.name} "
+             f"({', '.join(f'{t} {v[1]}' for t, v in got.items() if v[0] is not None) or 'none'}); missing: {', '.join(miss) or 'none'}")
     barrier()
-    return ours
+    return got if a.table is None else got[a.table][0]
 
 def _reproduce_args(p):
-    p.add_argument('table', nargs='?', default=None, help=f"thesis table, one of {', '.join(REPRODUCIBLE)} (see --list)")
+    p.add_argument('table', nargs='?', default=None, help=f"thesis table, one of {', '.join(REPRODUCIBLE)} (None: every table, from the committed run where there is one; see --list)")
     p.add_argument('--list', action='store_true', help='list the tables and whether their chapter exports the code')
     p.add_argument('--preset', default=None, choices=PRESETS, help='sizes of the run (None: $ROBUST_NB_PRESET or tiny)')
+    p.add_argument('--run-missing', action='store_true', help='without TABLE: compute the tables the committed run lacks (minutes to hours each in small)')
+    p.add_argument('--results', default=None, metavar='DIR', help='folder of committed results (None: results/<preset>/ of the repository)')
     p.add_argument('--out', default='reproduce', metavar='DIR', help='output folder')
 
-COMMANDS['reproduce'] = (_reproduce_args, cmd_reproduce, 'run the code behind a thesis table and write it next to the thesis\'s numbers')
+COMMANDS['reproduce'] = (_reproduce_args, cmd_reproduce, 'run the code behind a thesis table (or read every table\'s committed run) and write it next to the thesis\'s numbers')
 
 # %% ../nbs/07_cli.ipynb #c11a0004
 def cmd_exercises(a) -> list[Path]:
     "`robust-nb exercises OUT_DIR`: student copies of every notebook of the book."
-    nbs = Path(a.nbs) if a.nbs else find_nbs()
+    nbs, out = (Path(a.nbs) if a.nbs else find_nbs()), Path(a.out_dir)
     if not nbs.is_dir(): raise FileNotFoundError(f"--nbs {str(nbs)!r} is not a directory")
-    out = Path(a.out_dir)
     if out.resolve() == nbs.resolve(): raise ValueError(f"OUT_DIR {str(out)!r} is the notebook folder itself; expected another folder (never overwrite the solutions)")
     files = sorted(nbs.glob('*.ipynb'))
     if not files: raise FileNotFoundError(f"--nbs {str(nbs)!r} holds no notebooks")
-    written, n = [], 0
-    if rank_world()[0] == 0:
-        for f in files:
-            n += len(exercise_cells(f)); written.append(make_student_copy(f, out / f.name))
-        print(f"robust-nb exercises: wrote {len(written)} student notebooks with {n} exercises to {out}")
+    written = [make_student_copy(f, out / f.name) for f in files] if rank_world()[0] == 0 else []
+    _say(f"robust-nb exercises: wrote {len(written)} student notebooks with {sum(len(exercise_cells(f)) for f in files)} exercises to {out}")
     barrier()
     return written
 
@@ -356,20 +283,28 @@ def _grade_args(p):
 COMMANDS['grade'] = (_grade_args, cmd_grade, "score a class's returned notebooks, exercise by exercise")
 
 # %% ../nbs/07_cli.ipynb #56117172
-def make_parser() -> argparse.ArgumentParser:
-    "The `robust-nb` argument parser with every sub-command."
+def _protocol_of(argv:list[str]) -> str|None:
+    "The value of `--protocol` in `argv`, read before parsing so that the protocol's settings become `train`'s defaults."
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False); pre.add_argument('--protocol')
+    try: return pre.parse_known_args(argv)[0].protocol
+    except argparse.ArgumentError: return None      # `--protocol` without a value: the real parser says so
+
+def make_parser(protocol:str|None=None) -> argparse.ArgumentParser:
+    "The `robust-nb` argument parser with every sub-command (`train`'s defaults those of `protocol`, a key of `TRAIN_PROTOCOLS`, if given)."
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = _Parser(prog='robust-nb', formatter_class=fmt,
                 description='Adversarial robustness experiments of the robust-nb book at any scale (runs unchanged under torchrun).')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for name, (add, _, help) in COMMANDS.items():
         add(sub.add_parser(name, help=help, description=help, formatter_class=fmt))
+    if protocol in TRAIN_PROTOCOLS: sub.choices['train'].set_defaults(**TRAIN_PROTOCOLS[protocol])
     return p
 
 # %% ../nbs/07_cli.ipynb #bb7e48bd
 def main(argv:list[str]|None=None) -> int:
     "The `robust-nb` console script: parse `argv` (default `sys.argv[1:]`), run the command, return the exit status."
-    try: a = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try: a = make_parser(_protocol_of(argv)).parse_args(argv)
     except SystemExit as e: return int(e.code or 0)
     created = False
     try:

@@ -10,14 +10,20 @@ import pandas as pd
 import torch
 from torch import nn, Tensor
 from .core import check_choice, get_device, set_seed, model_device, predict
-from .data import DATASETS, dataset_info
-from .models import MODELS, build_model
-from .train import load_checkpoint, read_checkpoint, progress_bars, rank_world, all_sum, shard_mean
+from .core import NORMS, get_preset
+from .data import DATASETS, dataset_info, load_dataset, loaders, resolve_augmentation
+from .defenses import make_loss
+from .book import write_json_atomic
+from .models import MODELS, build_model, default_model
+from .train import (load_checkpoint, read_checkpoint, progress_bars, rank_world, all_sum, shard_mean, shard_tensors,
+                             process_device, fit, prepare_out_dir, add_to_checkpoint, save_checkpoint, barrier)
 from . import attacks as A
 
 # %% auto #0
-__all__ = ['ATTACKS', 'checkpoint_config', 'build_from_config', 'load_model', 'evaluate_attacks', 'plot_accuracy',
-           'alignment_metrics']
+__all__ = ['ATTACKS', 'RUN_SCHEDULES', 'VALID_NOTE', 'HAR_NOTE', 'TRAIN_PROTOCOLS', 'checkpoint_config', 'build_from_config',
+           'load_model', 'evaluate_attacks', 'gaussian_rows', 'evaluate_protocol', 'protocol_row', 'plot_accuracy',
+           'evaluate_checkpoint', 'alignment_metrics', 'run_config', 'train_run', 'har_run', 'align_run',
+           'save_evaluation']
 
 # %% ../nbs/07a_evaluation.ipynb #1a600fca
 def checkpoint_config(path:Path) -> dict:
@@ -54,20 +60,14 @@ def load_model(path, *, model:str|None=None, data:str|None=None, img_size:int|No
 # %% ../nbs/07a_evaluation.ipynb #b3ceb826
 ATTACKS = ('fgsm', 'pgd', 'cw', 'simba', 'autoattack', 'hierarchical')
 
-def _attack_batch(name:str, model, x, y, *, eps, norm, steps, queries, hierarchy, seed) -> dict:
-    "Per-example correctness `{row name: BoolTensor}` of `model` after attack `name` on one batch."
-    if name == 'autoattack':
-        res = A.autoattack_components(model, x, y, eps=eps, norm=norm, steps=steps, n_queries=queries, seed=seed)
-        # autoattack_components returns accuracies; on one batch these are exact counts / len(y)
-        return {f'autoattack:{k}' if k != 'worst case' else 'autoattack': round(v * len(y)) for k, v in res.items() if k != 'clean'}
-    if name == 'fgsm': x_adv = (A.fgsm if norm == 'linf' else A.fgm)(model, x, y, eps=eps)
-    elif name == 'pgd': x_adv = A.pgd(model, x, y, eps=eps, steps=steps, norm=norm)
-    elif name == 'cw': x_adv = A.cw_l2(model, x, y, eps=eps, steps=steps)
-    elif name == 'simba': x_adv = A.simba(model, x, y, eps=eps, norm=norm, max_queries=queries)
-    else:
-        from robust_nb.hierarchy import hierarchical_pgd
-        x_adv, _ = hierarchical_pgd(model, x, y, hierarchy, eps=eps, steps=steps, norm=norm)
-    return {name: x_adv}
+def _adversarial(name:str, model, x, y, *, eps, norm, steps, queries, hierarchy) -> Tensor:
+    "The adversarial examples of attack `name` (any of `ATTACKS` but 'autoattack') for one batch."
+    if name == 'fgsm': return (A.fgsm if norm == 'linf' else A.fgm)(model, x, y, eps=eps)
+    if name == 'pgd': return A.pgd(model, x, y, eps=eps, steps=steps, norm=norm)
+    if name == 'cw': return A.cw_l2(model, x, y, eps=eps, steps=steps)
+    if name == 'simba': return A.simba(model, x, y, eps=eps, norm=norm, max_queries=queries)
+    from robust_nb.hierarchy import hierarchical_pgd
+    return hierarchical_pgd(model, x, y, hierarchy, eps=eps, steps=steps, norm=norm)[0]
 
 def _counts(model, x_adv, y, hierarchy) -> list[float]:
     "`[correct leaf, correct meta-class]` counts of `model` on `x_adv`."
@@ -75,32 +75,50 @@ def _counts(model, x_adv, y, hierarchy) -> list[float]:
     meta = hierarchy.meta_of.to(y.device) if hierarchy is not None else None
     return [float((pred == y).sum()), float((meta[pred] == meta[y]).sum()) if meta is not None else float('nan')]
 
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1c001
+def _attack_counts(name:str, model, x, y, *, eps, norm, steps, queries, components, hierarchy, batch_size, seed, bar) -> dict:
+    "`{row name: [correct, meta-correct, examples]}` of `model` on this process's `(x, y)` after attack `name` at `eps`."
+    set_seed(seed + rank_world()[0])
+    if name == 'autoattack':   # AutoAttack's order on the whole shard, each component only on the points still robust
+        res = A.autoattack_components(model, x, y, eps=eps, norm=norm, steps=steps, n_queries=queries, components=components,
+                                      cumulative=True, per_example=True, seed=seed, batch_size=batch_size)
+        return {('autoattack' if k == 'worst case' else f'autoattack:{k}'): [float(v.sum()), float('nan'), len(y)]
+                for k, v in res.items() if k != 'clean'}
+    tot = [0.0, 0.0, 0]
+    for i in bar(range(0, len(y), batch_size)):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        set_seed(seed + rank_world()[0])
+        c = _counts(model, _adversarial(name, model, xb, yb, eps=eps, norm=norm, steps=steps, queries=queries,
+                                        hierarchy=hierarchy), yb, hierarchy)
+        tot = [tot[0] + c[0], tot[1] + c[1], tot[2] + len(yb)]
+    return {name: tot}
+
+
 # %% ../nbs/07a_evaluation.ipynb #ca7314b1
 def evaluate_attacks(model:nn.Module, x:Tensor, y:Tensor, *, attacks=('pgd',), eps=(8/255,), norm:str='linf', steps:int=20,
-                     queries:int=1000, hierarchy=None, batch_size:int=256, seed:int=0, progress:bool|str=False) -> pd.DataFrame:
+                     queries:int=1000, components=A.AUTOATTACK_COMPONENTS, hierarchy=None, batch_size:int=256, seed:int=0,
+                     progress:bool|str=False) -> pd.DataFrame:
     "Accuracy (and meta-class accuracy) of `model` on `(x, y)` under each attack and eps, gathered over processes."
+    # components: the AutoAttack components 'autoattack' runs, in AutoAttack's order, each on the points the ones before left
     # progress: True for a bar per attack and eps over the batches, and a line when each is done (or a mode of `progress_bars`)
     for a in attacks: check_choice(a, ATTACKS, 'attack')
     if 'hierarchical' in attacks and hierarchy is None: raise ValueError("attack 'hierarchical' needs a dataset with a class hierarchy (digits, cifar10, cifar100, cifar5x5)")
     dev = model_device(model) or x.device; x, y = x.to(dev), y.to(dev)
-    starts = range(0, len(y), batch_size)
-    def add(key, c, n):
-        r = rows.setdefault(key, [0.0, 0.0, 0.0]); r[0] += c[0]; r[1] += c[1]; r[2] += n
-    rows = {}
-    for i in starts: add(('clean', 0.0), _counts(model, x[i:i + batch_size], y[i:i + batch_size], hierarchy), len(y[i:i + batch_size]))
+    rows = {('clean', 0.0): [0.0, 0.0, 0]}
+    for i in range(0, len(y), batch_size):
+        c = _counts(model, x[i:i + batch_size], y[i:i + batch_size], hierarchy)
+        rows['clean', 0.0] = [a + b for a, b in zip(rows['clean', 0.0], [*c, len(y[i:i + batch_size])])]
     jobs = [(name, e) for name in attacks for e in eps]
     mb = progress_bars(None if progress is True else progress)[0](jobs) if progress and jobs else None
     for name, e in (mb if mb is not None else jobs):
         t0 = time.perf_counter()
-        for i in (mb.progress(starts, leave=False) if mb is not None else starts):
-            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-            set_seed(seed + rank_world()[0])
-            res = _attack_batch(name, model, xb, yb, eps=e, norm=norm, steps=steps, queries=queries, hierarchy=hierarchy, seed=seed)
-            for k, v in res.items():
-                add((k, float(e)), _counts(model, v, yb, hierarchy) if isinstance(v, Tensor) else [float(v), float('nan')], len(yb))
+        res = _attack_counts(name, model, x, y, eps=e, norm=norm, steps=steps, queries=queries, components=components, hierarchy=hierarchy,
+                             batch_size=batch_size, seed=seed, bar=(lambda it: mb.progress(it, leave=False)) if mb is not None else iter)
+        rows.update({(k, float(e)): v for k, v in res.items()})
         if mb is not None:
-            acc = rows[(name, float(e))]
-            mb.write(f"{name} eps={float(e):.4g}: accuracy {acc[0] / acc[2]:.4f} on {int(acc[2])} examples ({time.perf_counter() - t0:.1f}s)")
+            c = res[name]
+            mb.write(f"{name} eps={float(e):.4g}: accuracy {c[0] / c[2]:.4f} on {int(c[2])} examples ({time.perf_counter() - t0:.1f}s)")
     keys = list(rows)
     tot = all_sum(torch.tensor([rows[k] for k in keys], dtype=torch.float64)).tolist()
     df = pd.DataFrame([dict(attack=k[0], eps=k[1], norm='l2' if k[0] == 'cw' else norm, steps=steps, n=int(t[2]),
@@ -108,25 +126,95 @@ def evaluate_attacks(model:nn.Module, x:Tensor, y:Tensor, *, attacks=('pgd',), e
     if hierarchy is None: df = df.drop(columns='meta_accuracy')
     return df
 
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1c003
+def gaussian_rows(model:nn.Module, x:Tensor, y:Tensor, variances, *, seed:int=1234, batch_size:int=512) -> pd.DataFrame:
+    "Accuracy on `clamp(x + N(0, var I), 0, 1)` for each variance (0: clean), gathered over processes (Table 4.3's Gaussian columns)."
+    from robust_nb.optimizers import _gaussian_accuracy   # Chapter 4's function: one noise draw per seed
+    dev = model_device(model) or x.device; x, y = x.to(dev), y.to(dev)
+    counts = [round(_gaussian_accuracy(model, x, y, float(v), seed=seed, batch_size=batch_size) * len(y)) for v in variances]
+    tot = all_sum(torch.tensor([*counts, len(y)], dtype=torch.float64)).tolist()
+    return pd.DataFrame([dict(attack='gaussian', eps=float(v), norm='gaussian', steps=0, n=int(tot[-1]), accuracy=c / tot[-1])
+                         for v, c in zip(variances, tot)])
+
+def evaluate_protocol(model:nn.Module, x:Tensor, y:Tensor, *,
+                      attacks=('autoattack',),
+                      radii:dict|None=None,       # {norm: radii}, e.g. {'l2': (0.1, 0.5), 'linf': (0.01, 0.03)}; None: {'linf': (8/255,)}
+                      gaussian=(),                # variances of the Gaussian noise (a row for 0, the clean accuracy, is added)
+                      noise_data=None,            # `(x, y)` for the Gaussian rows (the authors: the whole test set); None: `(x, y)`
+                      noise_seed:int=1234,        # seed of the noise draw
+                      **kw) -> pd.DataFrame:      # of `evaluate_attacks`: steps, queries, components, hierarchy, batch_size, seed, progress
+    "One table: the clean accuracy, Gaussian noise of each variance and every attack at every radius of every norm in `radii`."
+    radii = {'linf': (8/255,)} if radii is None else dict(radii)
+    for n in radii: check_choice(n, NORMS, 'norm')
+    norms = [n for n, e in radii.items() if len(e)] or ['linf']
+    parts = [evaluate_attacks(model, x, y, attacks=attacks, eps=tuple(radii.get(n, ())), norm=n, **kw) for n in norms]
+    parts = [parts[0], *(p[p.attack != 'clean'] for p in parts[1:])]
+    if len(gaussian):
+        parts.append(gaussian_rows(model, *(noise_data if noise_data is not None else (x, y)), (0.0, *gaussian), seed=noise_seed,
+                                   batch_size=kw.get('batch_size', 256)))
+    return pd.concat(parts, ignore_index=True)
+
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1c004
+def protocol_row(df:pd.DataFrame) -> pd.DataFrame:
+    "`evaluate_protocol`'s table as one row in Table 4.3's layout (%): 'Test', each Gaussian variance, each (norm, eps) at its worst case over the attacks."
+    from robust_nb.optimizers import thesis_header
+    g = df[df.attack == 'gaussian']
+    row = {'Test': 100 * (g[g.eps == 0] if (g.eps == 0).any() else df[df.attack == 'clean']).accuracy.iloc[0]}
+    row |= {thesis_header(f'gaussian {v:g}'): 100 * a for v, a in zip(g.eps, g.accuracy) if v > 0}
+    adv = df[~df.attack.isin(['clean', 'gaussian'])]
+    row |= {thesis_header(f'{n} {e:g}'): 100 * a for (n, e), a in adv.groupby(['norm', 'eps']).accuracy.min().items()}
+    return pd.DataFrame([row]).round(2)
+
+
 # %% ../nbs/07a_evaluation.ipynb #c2a52fd8
 def plot_accuracy(df:pd.DataFrame, path:Path, title:str):
-    "Accuracy vs eps per attack (a bar chart if there is a single eps), saved as a PNG."
+    "Accuracy against the strength, one panel per norm (and one for Gaussian noise), a line per attack (bars for one strength); saved as a PNG."
     import matplotlib
     if 'ipykernel' not in sys.modules: matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    adv = df[df.attack != 'clean']
     clean = float(df[df.attack == 'clean'].accuracy.iloc[0])
-    if adv.eps.nunique() > 1:
-        for name, g in adv.groupby('attack', sort=False):
-            ax.plot([0.0, *g.eps], [clean, *g.accuracy], marker='o', label=name)
-        ax.set_xlabel('eps'); ax.legend()
-    else:
-        ax.bar(['clean', *adv.attack], [clean, *adv.accuracy], color=['grey'] + ['C0'] * len(adv))
-        ax.tick_params(axis='x', rotation=30)
-    ax.set_ylabel('accuracy'); ax.set_ylim(0, 1.02); ax.set_title(title, fontsize=9)
-    fig.tight_layout(); fig.savefig(path, dpi=100)
+    rest = df[df.attack != 'clean']
+    fams = [f for f in ('gaussian', 'l2', 'linf') if f in set(rest.norm)] or ['clean']
+    fig, axs = plt.subplots(1, len(fams), figsize=(5 * len(fams), 3.5), squeeze=False)
+    for ax, fam in zip(axs[0], fams):
+        adv = rest[rest.norm == fam]
+        if adv.eps.nunique() > 1:
+            for name, g in adv.groupby('attack', sort=False):
+                ax.plot(list(g.eps) if fam == 'gaussian' else [0.0, *g.eps], list(g.accuracy) if fam == 'gaussian' else [clean, *g.accuracy],
+                        marker='o', label=name)
+            ax.set_xlabel('noise variance sigma^2' if fam == 'gaussian' else f'{fam} eps'); ax.legend(fontsize=7)
+        else:
+            ax.bar(['clean', *adv.attack], [clean, *adv.accuracy], color=['grey'] + ['C0'] * len(adv))
+            ax.tick_params(axis='x', rotation=30)
+            if len(adv): ax.set_xlabel(f'{fam} eps={adv.eps.iloc[0]:g}' if fam != 'gaussian' else f'sigma^2={adv.eps.iloc[0]:g}')
+        ax.set_ylabel('accuracy'); ax.set_ylim(0, 1.02)
+    fig.suptitle(title, fontsize=9); fig.tight_layout(); fig.savefig(path, dpi=100)
     return fig
+
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1c007
+def evaluate_checkpoint(
+    checkpoint,                 # written by `robust-nb train`/`har`/`align` (or by `fit`, with `model` and `data`)
+    *,
+    model:str|None=None,        # architecture, if the checkpoint does not say
+    data:str|None=None,         # dataset, if the checkpoint does not say (or another one of the same shape)
+    data_root=None,             # dataset folder (None: the checkpoint's, else $ROBUST_NB_DATA)
+    verify:bool=True,           # torchvision's MD5 checks of the dataset files (off too if training skipped them)
+    n_examples:int|None=None,   # attack the first N test examples (None: all); the Gaussian rows use the whole split
+    device=None,                # None: this process's device (`cuda:LOCAL_RANK` under torchrun)
+    **kw,                       # of `evaluate_protocol`: attacks, radii, gaussian, noise_seed, steps, queries, components, batch_size, seed, progress
+) -> tuple[pd.DataFrame, dict]:
+    "`evaluate_protocol` on the test split of a checkpoint's dataset, sharded over the processes; returns `(table, configuration)`."
+    net, cfg = load_model(checkpoint, model=model, data=data, device=device if device is not None else process_device())
+    info = dataset_info(cfg['data'], img_size=cfg.get('img_size'))
+    test_ds = load_dataset(cfg['data'], train=False, root=data_root or cfg.get('data_root'), img_size=info['img_size'],
+                           seed=cfg.get('seed', 0), verify=cfg.get('verify', True) and verify)
+    n = min(len(test_ds), n_examples) if n_examples else len(test_ds)
+    noise = shard_tensors(test_ds, len(test_ds)) if len(kw.get('gaussian', ())) else None
+    return evaluate_protocol(net, *shard_tensors(test_ds, n), hierarchy=info['hierarchy'], noise_data=noise, **kw), cfg
+
 
 # %% ../nbs/07a_evaluation.ipynb #e7a10002
 def alignment_metrics(
@@ -155,6 +243,139 @@ def alignment_metrics(
         transfer.append(dict(target=str(p), error_source=s[0] / s[1] if s[1] else float('nan'), n_source=int(s[1]),
                              error_aligned=s[2] / s[3] if s[3] else float('nan'), n_aligned=int(s[3])))
     return rows, transfer
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1d002
+RUN_SCHEDULES = {'none': None, 'cosine': {'name': 'cosine', 'warmup': 0},
+                 'step': {'name': 'step', 'milestones': [0.5, 0.75], 'gamma': 0.1}}   # step: x0.1 at 50% and 75% of the epochs
+VALID_NOTE = ("valid_acc is the clean accuracy on the test split after each epoch: no validation split is held out "
+              "(as in the authors' code for Table 4.3), so it is not a model-selection score")
+HAR_NOTE = ("no validation split is held out: each component's valid_acc is absent (fit shows nan), "
+            "and the test accuracy of the whole network is measured once, at the end")
+
+TRAIN_PROTOCOLS = {   # a thesis protocol's training settings (`robust-nb train --protocol NAME`); lr None: Table 4.2's rate of the optimizer
+    'table-4.3': dict(data='fashion_mnist', model='mnist_cnn', opt='sgd', lr=None, weight_decay=0.0, sched='none', batch_size=128, epochs=20),
+}   # Fashion-MNIST's standard augmentation is App. 4.A's random flips; 20 epochs: `optimizers.FashionMnistProtocol`'s
+
+def run_config(command:str='train', *, method:str='standard', data:str='digits', data_root=None, img_size:int|None=None,
+               model:str|None=None, epochs:int|None=None, lr:float|None=None, opt:str='sgd_momentum', weight_decay:float=5e-4,
+               sched:str='cosine', batch_size:int|None=None, eps:float=8/255, alpha:float|None=None, steps:int=10, norm:str='linf',
+               beta:float=6.0, augment:str|None=None, preset:str|None=None, seed:int=0, verify:bool=True, **_) -> dict:
+    "The configuration of a training run (what `train_run`/`har_run` take and store); None: the preset's (model, epochs, batch size, digits' side), Table 4.2's rate (lr), eps/4 (alpha), the dataset's standard augmentation."
+    P = get_preset(preset)
+    info = dataset_info(data, img_size=img_size or (P.img_size if data == 'digits' else None))
+    if lr is None:
+        from robust_nb.optimizers import FashionMnistProtocol
+        lr = FashionMnistProtocol().lr(opt)
+    return dict(command=command, method=method, data=data, data_root=str(Path(data_root).expanduser().absolute()) if data_root else None,
+                model=model or default_model(P.name), num_classes=info['num_classes'], in_channels=info['in_channels'],
+                img_size=info['img_size'], epochs=epochs or P.epochs, lr=lr, opt=opt, weight_decay=weight_decay, sched=sched,
+                batch_size=batch_size or P.batch_size, eps=eps, alpha=eps / 4 if alpha is None else alpha, steps=steps, norm=norm,
+                beta=beta, preset=P.name, seed=seed, world_size=rank_world()[1], verify=verify, augment=resolve_augmentation(data, augment))
+
+def _datasets(cfg:dict, root) -> tuple:
+    "The training split (with the configuration's augmentation) and the test split of `cfg`'s dataset."
+    kw = dict(root=root, img_size=cfg['img_size'], seed=cfg.get('seed', 0), verify=cfg.get('verify', True))
+    return load_dataset(cfg['data'], train=True, augment=cfg.get('augment', 'none'), **kw), load_dataset(cfg['data'], train=False, **kw)
+
+def _loss(cfg:dict):
+    return make_loss(cfg['method'], eps=cfg['eps'], alpha=cfg['alpha'], steps=cfg['steps'], norm=cfg['norm'], beta=cfg['beta'])
+
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1d003
+def train_run(cfg:dict, out, *, data_root=None, resume:bool=False, overwrite:bool=False, device=None, progress:bool=True,
+              names=('out', 'resume', 'overwrite')) -> dict:
+    "Train the run `cfg` describes with `fit`; writes OUT/checkpoint.pt (with `cfg`) and OUT/metrics.json; returns the metrics."
+    # names: how errors about the output folder name `out`, `resume` and `overwrite` (the command line: its flags)
+    set_seed(cfg['seed'])
+    train_ds, test_ds = _datasets(cfg, data_root)
+    model = build_model(cfg['model'], num_classes=cfg['num_classes'], in_channels=cfg['in_channels'], img_size=cfg['img_size'])
+    loss = _loss(cfg)
+    out = prepare_out_dir(out, resume=resume, overwrite=overwrite, names=names)
+    ckpt = out / 'checkpoint.pt'
+    hist = fit(model, loaders(train_ds, batch_size=cfg['batch_size'], seed=cfg['seed']), epochs=cfg['epochs'], lr=cfg['lr'],
+               valid_dl=torch.utils.data.DataLoader(test_ds, batch_size=512), opt=cfg['opt'], loss=loss, sched=RUN_SCHEDULES[cfg['sched']],
+               seed=cfg['seed'], ckpt_path=ckpt, resume=resume, progress=progress, device=device,
+               opt_kw=dict(weight_decay=cfg['weight_decay']))
+    acc = float(evaluate_attacks(model, *shard_tensors(test_ds, len(test_ds)), attacks=(), eps=()).accuracy.iloc[0])
+    metrics = dict(config=cfg, history=hist.to_dict('records'), history_note=VALID_NOTE, clean_accuracy=acc, checkpoint=str(ckpt))
+    if rank_world()[0] == 0:
+        add_to_checkpoint(ckpt, cli=cfg)
+        write_json_atomic(out / 'metrics.json', metrics)
+    barrier()
+    return metrics
+
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1d004
+def har_run(cfg:dict, out, *, data_root=None, overwrite:bool=False, device=None, progress:bool=True,
+            names=('out', 'resume', 'overwrite')) -> dict:
+    "Train the HAR network (5.2) `cfg` describes with `train_har`; writes OUT/checkpoint.pt and OUT/metrics.json; returns the metrics."
+    from robust_nb.hierarchy import train_har
+    out = prepare_out_dir(out, overwrite=overwrite, names=names)
+    cfg = cfg | dict(har=True)
+    hier = dataset_info(cfg['data'], img_size=cfg['img_size'])['hierarchy']
+    if hier is None:
+        raise ValueError(f"data {cfg['data']!r} has no class hierarchy; expected one of {tuple(k for k, v in DATASETS.items() if v[3] is not None)}")
+    set_seed(cfg['seed'])
+    train_ds, test_ds = _datasets(cfg, data_root)
+    net = build_from_config(cfg)
+    hist = train_har(net, train_ds, epochs=cfg['epochs'], lr=cfg['lr'], loss=_loss(cfg), batch_size=cfg['batch_size'], seed=cfg['seed'],
+                     device=device, opt=cfg['opt'], sched=RUN_SCHEDULES[cfg['sched']], opt_kw=dict(weight_decay=cfg['weight_decay']),
+                     progress=progress)
+    net.to(device if device is not None else process_device())
+    clean = evaluate_attacks(net, *shard_tensors(test_ds, len(test_ds)), attacks=(), eps=(), hierarchy=hier).iloc[0]
+    names = ['meta', *(f'leaves[{m}]' for m in hier.meta_names)]
+    metrics = dict(config=cfg, history={n: h.drop(columns='valid_acc').to_dict('records') for n, h in zip(names, hist) if h is not None},
+                   history_note=HAR_NOTE, clean_accuracy=float(clean.accuracy), clean_meta_accuracy=float(clean.meta_accuracy))
+    if rank_world()[0] == 0:
+        save_checkpoint(out / 'checkpoint.pt', net, cli=cfg)
+        write_json_atomic(out / 'metrics.json', metrics)
+    barrier()
+    return metrics
+
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1d005
+def align_run(source, witnesses, targets, out, *,
+              method:str='kl', epochs:int=1, lr:float=0.01, T:float=1.0, batch_size:int=64,   # of `robust_nb.alignment.align`
+              eps:float=8/255, steps:int=10,       # the PGD attack of the transfer error
+              n_examples:int|None=None,            # test examples for the metrics (None: all)
+              data_root=None, seed:int=0, device=None) -> dict:
+    "Align checkpoint `source` to the `witnesses` checkpoints (Chapter 6), measure KL, agreement and the transfer error to `targets`; writes OUT/checkpoint.pt and OUT/metrics.json."
+    from robust_nb.alignment import align
+    dev = device if device is not None else process_device()
+    src, scfg = load_model(source, device=dev)
+    others = {p: load_model(p, device=dev) for p in [*witnesses, *targets]}
+    for p, (_, c) in others.items():
+        if c.get('data') != scfg['data']: raise ValueError(f"checkpoint {str(p)!r} was trained on {c.get('data')!r}; the source on {scfg['data']!r}; expected the same data")
+    info = dataset_info(scfg['data'], img_size=scfg.get('img_size'))
+    train_ds, test_ds = _datasets(scfg | dict(img_size=info['img_size']), data_root or scfg.get('data_root'))   # the source's own augmentation
+    set_seed(seed)
+    ws = [others[p][0] for p in witnesses]
+    aligned = align(src, ws, loaders(train_ds, batch_size=batch_size, seed=seed), epochs=epochs, lr=lr, T=T, method=method, device=dev)
+    n = min(len(test_ds), n_examples) if n_examples else len(test_ds)
+    x, y = (t.to(dev) for t in shard_tensors(test_ds, n))
+    rows, transfer = alignment_metrics(src, aligned, dict(zip(witnesses, ws)), {p: others[p][0] for p in targets}, x, y, eps=eps, steps=steps, seed=seed)
+    cfg = scfg | dict(command='align', source=str(source), witnesses=[str(w) for w in witnesses], align_method=method,
+                      align_epochs=epochs, align_lr=lr, align_T=T, world_size=rank_world()[1])
+    metrics = dict(config=cfg, witnesses=rows, transfer=transfer, eps=eps, steps=steps, n_examples=n)
+    if rank_world()[0] == 0:
+        save_checkpoint(Path(out) / 'checkpoint.pt', aligned, cli=cfg)
+        write_json_atomic(Path(out) / 'metrics.json', metrics)
+    barrier()
+    return metrics
+
+
+# %% ../nbs/07a_evaluation.ipynb #e7a1d006
+def save_evaluation(out, df:pd.DataFrame, *, checkpoint, config:dict, device) -> list[Path]:
+    "Write an evaluation table as OUT/eval.csv, OUT/eval.json (with its `protocol_row`) and OUT/eval.png (`plot_accuracy`); returns the paths."
+    import matplotlib.pyplot as plt
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / 'eval.csv', index=False)
+    write_json_atomic(out / 'eval.json', dict(checkpoint=str(checkpoint), config=config, device=str(device), world_size=rank_world()[1],
+                                              results=df.to_dict('records'), row=protocol_row(df).to_dict('records')[0]))
+    n = int(df[df.attack == 'clean'].n.iloc[0])
+    plt.close(plot_accuracy(df, out / 'eval.png', f"{config.get('model')} ({config.get('method', '?')}) on {config['data']}, n={n}"))
+    return [out / 'eval.json', out / 'eval.csv', out / 'eval.png']
+
 
 # %% ../nbs/07a_evaluation.ipynb #92555f5f
 from .core import add_param_docs

@@ -380,3 +380,32 @@ def test_attacks_work_under_no_grad():
     r = random_in_ball(x, 0.1, 'l2')
     assert ((r - x).flatten(1).norm(dim=1) <= 0.1 + 1e-6).all()
     with pytest.raises(ValueError, match='norm'): random_in_ball(x, 0.1, 'l1')
+
+
+# ---------------------------------------------------------------- issue 14: one home per helper
+def test_pgd_steps_is_pgd_from_a_given_start():
+    "The public PGD-from-a-start (what TRADES needs) equals `pgd` from the same random start, and leaves the model as it was."
+    from robust_nb.attacks import pgd_steps, random_in_ball
+    m = make_model('cnn', 1, 8, 8, 10, seed=0)
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    for norm, eps in (('linf', 0.1), ('l2', 0.5)):
+        set_seed(4); a = pgd(m, x, y, eps=eps, norm=norm, steps=3)
+        set_seed(4); snap = snapshot(m)
+        b = pgd_steps(m, x, y, random_in_ball(x, eps, norm), eps=eps, alpha=2.5 * eps / 3, steps=3, norm=norm)
+        assert_same_state(m, snap)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match='x0 got shape'): pgd_steps(m, x, y, x[:2], eps=0.1, alpha=0.01, steps=1)
+
+
+def test_attack_gradients_are_core_input_grad():
+    "FGSM's step is the sign of `core.input_grad` (the library's one input gradient), for the default and a custom loss."
+    from robust_nb.core import input_grad
+    m = make_model('mlp', 1, 4, 4, 5, seed=1, bn=False, drop=False).eval()
+    x, y = torch.rand(8, 1, 4, 4) * 0.8 + 0.1, torch.randint(0, 5, (8,))
+    for kw in ({}, dict(loss_fn=lambda z, t: -z.gather(1, t[:, None]).squeeze(1), targeted=True)):
+        _, g = input_grad(m, x, y, **kw)
+        torch.testing.assert_close(fgsm(m, x, y, eps=0.05, **kw), (x + 0.05 * g.sign()).clamp(0, 1), rtol=0, atol=0)
+    import inspect, re, robust_nb.attacks as A
+    assert not hasattr(A, '_input_grad')                 # the copy is gone: core.input_grad is the one home
+    private = re.findall(r'from \.\w+ import \(?[^\n)]*\b(_[a-z]\w*)', inspect.getsource(A))
+    assert private == [], f"robust_nb.attacks imports private names of other modules: {private}"

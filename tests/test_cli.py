@@ -255,17 +255,18 @@ def test_reproduce_chapter_table(table, reproduced):
     keys = REPRODUCE_KEYS[table]
     assert list(ours.columns[:len(keys)]) == keys, list(ours.columns)
     values = ours[ours.columns[len(keys):]]
+    value = lambda v: float(v.split(' ± ')[0])         # a cell is 'value' or 'value ± standard error'
     if table == '6.3':    # a source's first row is its error, the others the change after alignment (signed)
         for _, block in ours.groupby('Source', sort=False):
             assert block.Witness.iloc[0] == 'n/a' and not block.iloc[0, 2:].str.startswith(('+', '-')).any()
             assert block.iloc[1:, 2:].map(lambda v: v[:1] in '+-').all().all()
-            assert block.iloc[0, 2:].astype(float).between(0, 100).all()
+            assert block.iloc[0, 2:].map(value).between(0, 100).all()
         assert set(ours.Witness) - {'n/a'} and set(ours.Source)
     else:                 # the thesis's rows and (where our preset runs them) columns; accuracies in percent
         assert ours[keys].values.tolist() == theirs[keys].values.tolist()
         shared = [c for c in theirs.columns[len(keys):] if c in ours.columns]
         assert {'Clean', 'PGD20'} <= set(shared) or {'Clean', 'Untargeted PGD20', 'Hierarchical PGD200'} <= set(shared), shared
-        assert values.astype(float).stack().between(0, 100).all()
+        assert values.map(value).stack().between(0, 100).all()
     assert f'table_{table}.md' in r.stdout
 
 
@@ -321,3 +322,89 @@ def test_eval_reports_progress(trained, tmp_path, capsys):
     assert '\r' not in out, out
     for a in ('fgsm', 'pgd'):
         for e in ('0.05', '0.1'): assert f'{a} eps={e}: accuracy' in out, out
+
+
+# ---------------------------------------------------------------- issue 13: Table 4.3's protocol in one call
+
+def test_eval_whole_protocol_in_one_call(trained, tmp_path, capsys):
+    "Gaussian noise on the whole test split, cumulative AutoAttack on the first N, both norms: one table, one row, one figure."
+    from robust_nb.cli import main, load_model, load_dataset
+    from robust_nb.attacks import autoattack_components, robust_accuracy
+    comps = ('APGD-CE', 'APGD-T')
+    assert main(['eval', str(trained / 'checkpoint.pt'), '--attack', 'pgd', 'autoattack', '--components', *comps, '--n-examples', '60',
+                 '--gaussian', '0.01', '0.1', '--l2-eps', '0.5', '--linf-eps', '0.05', '0.1', '--steps', '3', '--batch-size', '32',
+                 '--out', str(tmp_path)]) == 0, capsys.readouterr().err
+    df = pd.read_csv(tmp_path / 'eval.csv')
+    js = json.loads((tmp_path / 'eval.json').read_text())
+    assert len(js['results']) == len(df) and (tmp_path / 'eval.png').stat().st_size > 1000
+    model, cfg = load_model(trained / 'checkpoint.pt', device='cpu')
+    test = load_dataset('digits', train=False, img_size=cfg['img_size'], seed=cfg['seed'])
+    # Gaussian rows: the whole split, noise drawn by hand (seed 1234), added, then clamped to [0, 1]
+    g = df[df.attack == 'gaussian'].set_index('eps')
+    assert list(g.index) == [0.0, 0.01, 0.1] and set(g.n) == {len(test)}
+    assert g.accuracy[0.0] == pytest.approx(robust_accuracy(model, (test.x, test.y)), abs=1e-12)
+    for v in (0.01, 0.1):
+        noise = torch.randn(test.x.shape, generator=torch.Generator().manual_seed(1234)) * v ** 0.5
+        with torch.no_grad(): hand = (model((test.x + noise).clamp(0, 1)).argmax(1) == test.y).double().mean().item()
+        assert g.accuracy[v] == pytest.approx(hand, abs=1e-12), v
+    # AutoAttack rows: the components in order, each on the points the ones before left correct, on the first 60
+    for norm, e in (('l2', 0.5), ('linf', 0.05), ('linf', 0.1)):
+        ours = df[(df.norm == norm) & (df.eps == e)].set_index('attack')
+        aa = autoattack_components(model, test.x[:60], test.y[:60], eps=e, norm=norm, steps=3, components=comps, cumulative=True,
+                                   batch_size=32, seed=0)
+        assert [ours.accuracy[f'autoattack:{c}'] for c in comps] + [ours.accuracy['autoattack']] == \
+               pytest.approx([aa['APGD-CE'], aa['APGD-T'], aa['worst case']], abs=1e-12), (norm, e)
+        assert set(ours.n) == {60} and ours.accuracy['autoattack:APGD-T'] <= ours.accuracy['autoattack:APGD-CE']
+        # the row in Table 4.3's layout: the worst case over the attacks at this radius, in %
+        assert js['row'][f'{norm} eps={e:g}'] == pytest.approx(round(100 * ours.accuracy.min(), 2), abs=1e-9)
+    assert list(js['row']) == ['Test', 'Gaussian sigma2=0.01', 'Gaussian sigma2=0.1', 'l2 eps=0.5', 'linf eps=0.05', 'linf eps=0.1']
+    assert js['row']['Test'] == pytest.approx(round(100 * g.accuracy[0.0], 2), abs=1e-9)
+
+
+def test_train_protocol_table_4_3(tmp_path, capsys):
+    "`--protocol table-4.3` sets Table 4.3's training settings (those of Chapter 4's FashionMnistProtocol); explicit options win."
+    from robust_nb.cli import main, make_parser
+    from robust_nb.optimizers import FashionMnistProtocol
+    P = FashionMnistProtocol()
+    tr = make_parser('table-4.3')._subparsers._group_actions[0].choices['train']
+    assert (tr.get_default('data'), tr.get_default('model'), tr.get_default('epochs'), tr.get_default('batch_size')) == \
+           ('fashion_mnist', 'mnist_cnn', P.epochs, P.batch_size)
+    for extra, opt, lr in (([], 'sgd', P.lr('sgd')), (['--opt', 'adam'], 'adam', P.lr('adam')), (['--lr', '0.2'], 'sgd', 0.2)):
+        out = tmp_path / f'run{len(extra)}{opt}'
+        assert main(['train', '--protocol', 'table-4.3', '--data', 'digits', '--model', 'mlp', '--epochs', '1', '--out', str(out),
+                     *extra]) == 0, capsys.readouterr().err
+        m = json.loads((out / 'metrics.json').read_text())
+        c = m['config']
+        assert (c['opt'], c['lr'], c['weight_decay'], c['sched'], c['batch_size']) == (opt, lr, 0.0, 'none', P.batch_size), c
+        assert 'no validation split' in m['history_note'] and 'no validation split' in capsys.readouterr().out
+    help = ' '.join(make_parser()._subparsers._group_actions[0].choices['train'].format_help().split())
+    assert 'App. 4.A defaults' not in help and '(default: sgd_momentum)' in help and 'not the thesis' in help, help
+
+
+def test_reproduce_every_table_from_committed_results(tmp_path, capsys):
+    "`reproduce --preset small` without a TABLE: each committed table written as the chapter code gives it, each missing one named."
+    import shutil
+    from robust_nb.cli import main
+    from robust_nb.tables import COMMITTED, thesis_table
+    from robust_nb.book import committed_results
+    from robust_nb.linear import signgd_table
+    from robust_nb.optimizers import fashion_mnist_table
+    res = tmp_path / 'results'; (res / '4c').mkdir(parents=True)
+    t49 = signgd_table()                                   # what 04c_signgd's small run saves
+    t49.to_csv(res / '4c' / 'table_4_9.csv', index=False)
+    jobs = committed_results('small') / 'table_4_3'
+    if any(jobs.glob('*_seed*.json')): shutil.copytree(jobs, res / 'table_4_3')
+    assert main(['reproduce', '--preset', 'small', '--results', str(res), '--out', str(tmp_path / 'out')]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    missing = ['3.2', '5.3', '6.3'] + ([] if (res / 'table_4_3').is_dir() else ['4.3'])
+    for t in missing: assert f"table {t} is MISSING in small: {res / COMMITTED[t][1]}" in out, out
+    assert f"missing: {', '.join(sorted(missing))}" in out, out
+    ours = pd.read_csv(tmp_path / 'out' / 'table_4.9.csv', dtype=str, keep_default_na=False)
+    assert ours.values.tolist() == t49.fillna('').astype(str).values.tolist()
+    theirs = thesis_table('4.9')
+    assert ours[list(theirs.columns)].values.tolist() == theirs.values.tolist()          # the thesis's 27 rows, exactly
+    if '4.3' not in missing:
+        t43 = pd.read_csv(tmp_path / 'out' / 'table_4.3.csv')
+        pd.testing.assert_frame_equal(t43, fashion_mnist_table(res / 'table_4_3').rename_axis(columns=None), check_dtype=False)
+        assert [c for c in t43.columns if c != 'seeds'] == list(thesis_table('4.3', preset='small').columns)
+        assert "the committed run: " in (tmp_path / 'out' / 'table_4.3.md').read_text()
