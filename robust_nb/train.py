@@ -496,6 +496,11 @@ def _resume(ckpt_path, model, optimizer, scheduler, *, warn:bool) -> tuple[list,
     return list(ck['history']), int(ck['epoch'])
 
 # %% ../nbs/01c_train.ipynb #a0d1f008
+def _cell(v) -> str:
+    "A value of the per-epoch table as printed: floats to 4 decimals, NaN (no `valid_dl`) as '—'."
+    if isinstance(v, float): return '—' if math.isnan(v) else f"{v:.4f}"
+    return str(v)
+
 def fit(
     model:nn.Module,                 # trained in place (moved to `device`)
     train_dl:Iterable,               # a DataLoader of (x, y) batches (re-sharded under torchrun)
@@ -504,7 +509,7 @@ def fit(
     lr:float,                        # initial learning rate (Table 4.2)
     opt:str='sgd',                   # 'sgd', 'sgd_momentum', 'adam' or 'rmsprop' (App. 4.A defaults)
     loss:Callable|None=None,         # `loss(model, x, y)` -> scalar, per-example vector or (loss, logits); None: cross-entropy
-    valid_dl:Iterable|None=None,     # if given: clean accuracy after every epoch
+    valid_dl:Iterable|None=None,     # if given: clean accuracy after every epoch (else `valid_acc` is NaN, shown as '—')
     sched=None,                      # None, {'name': 'step', 'milestones': [...], 'gamma': 0.1}, {'name': 'cosine', 'warmup': k} or t -> factor
     seed:int=0,                      # seeds the generators at every epoch from (seed, epoch)
     ckpt_path:str|Path|None=None,    # checkpoint written after every epoch
@@ -538,7 +543,7 @@ def fit(
     mb = progress_bars()[0](range(start, epochs)) if show and start < epochs else None
     if mb is not None:
         mb.write(_HIST_COLS, table=True)
-        for h in hist: mb.write([f"{h[c]:.4f}" if isinstance(h[c], float) else str(h[c]) for c in _HIST_COLS], table=True)
+        for h in hist: mb.write([_cell(h[c]) for c in _HIST_COLS], table=True)
     for epoch in (mb if mb is not None else range(start, epochs)):
         _seed_epoch(train_dl, seed, epoch, rank)
         t0, lr0 = time.perf_counter(), optimizer.param_groups[0]['lr']
@@ -549,7 +554,7 @@ def fit(
             raise FloatingPointError(f"training loss became {tl} in epoch {epoch + 1}; try a smaller lr (got {lr})")
         va = evaluate(model, valid_dl, name='valid_dl') if valid_dl is not None else float('nan')
         hist.append(dict(epoch=epoch + 1, train_loss=tl, train_acc=ta, valid_acc=va, lr=lr0, time=time.perf_counter() - t0))
-        if mb is not None: mb.write([str(epoch + 1)] + [f"{hist[-1][c]:.4f}" for c in _HIST_COLS[1:]], table=True)
+        if mb is not None: mb.write([_cell(hist[-1][c]) for c in _HIST_COLS], table=True)
         if ckpt_path is not None and rank == 0:
             save_checkpoint(ckpt_path, model, optimizer, scheduler=scheduler.state_dict(), epoch=epoch + 1, history=hist,
                             rng=_rng_state(), config=dict(epochs=epochs, lr=lr, opt=opt, seed=seed, world_size=world))
