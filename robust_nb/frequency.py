@@ -148,22 +148,29 @@ def filtering_study(
     opt:str='sgd',
     batch_size:int=64,
     seed:int=0,
+    seeds=None,                        # several seeds (overrides `seed`): one model per filter, p and seed
     device=None,
+    keep_models:dict|None=None,        # if a dict: receives each trained model under `(filter, p, seed)`
 ):
-    "Fig 4.3: test accuracy on the original test set of models trained on Phi_nrg- and Phi_freq-filtered inputs (one row per filter and p)."
+    "Fig 4.3: test accuracy on the original test set of models trained on Phi_nrg- and Phi_freq-filtered inputs (one row per filter, p and seed)."
     import pandas as pd
     from robust_nb.data import ImageTensorDataset, loaders
     from robust_nb.train import fit, evaluate
-    from robust_nb.core import set_seed
+    from robust_nb.core import set_seed, check_seed
     ps = [_check_percent(p, 'ps') for p in ps]
-    def run(x):
-        set_seed(seed); model = make_model()
-        fit(model, loaders(ImageTensorDataset(x, train_ds.y), batch_size=batch_size, seed=seed), epochs=epochs, lr=lr, opt=opt,
-            seed=seed, progress=False, device=device)
+    seeds = [check_seed(seed)] if seeds is None else [check_seed(s) for s in seeds]
+    if not seeds: raise ValueError("seeds got an empty sequence; expected at least one seed")
+    def run(x, s, key):
+        set_seed(s); model = make_model()
+        fit(model, loaders(ImageTensorDataset(x, train_ds.y), batch_size=batch_size, seed=s), epochs=epochs, lr=lr, opt=opt,
+            seed=s, progress=False, device=device)
+        if keep_models is not None: keep_models[key] = model
         return evaluate(model, (test_ds.x, test_ds.y))
-    rows = [dict(filter='original', p=0.0, test_acc=run(train_ds.x))]
-    for name, f in (('energy', filter_energy), ('frequency', filter_freq)):
-        rows += [dict(filter=name, p=p, test_acc=run(f(train_ds.x, p))) for p in ps]
+    rows = []
+    for name, f in (('original', None), ('energy', filter_energy), ('frequency', filter_freq)):
+        for p in ([0.0] if f is None else ps):
+            x = train_ds.x if f is None else f(train_ds.x, p)
+            rows += [dict(filter=name, p=p, seed=s, test_acc=run(x, s, (name, p, s))) for s in seeds]
     return pd.DataFrame(rows)
 
 # %% ../nbs/04a_frequency.ipynb #01cea20a

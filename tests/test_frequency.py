@@ -144,3 +144,20 @@ def test_help_shows_the_parameter_comments(name):
     text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
     missing = {p: d for p, d in docments(fn).items() if d and p != 'return' and d not in text}
     assert not missing, f'help({name}) lacks the comments of {sorted(missing)}, e.g. {next(iter(missing.items()))}'
+
+
+def test_filtering_study_seeds_and_kept_models():
+    from robust_nb.data import ImageTensorDataset
+    from robust_nb.frequency import filtering_study
+    g = torch.Generator().manual_seed(0)
+    tr = ImageTensorDataset(torch.rand(40, 1, 8, 8, generator=g), torch.arange(40) % 4)
+    te = ImageTensorDataset(torch.rand(20, 1, 8, 8, generator=g), torch.arange(20) % 4)
+    make = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    kept = {}
+    fs = filtering_study(tr, te, make_model=make, ps=(50,), seeds=(0, 1), epochs=1, batch_size=8, device='cpu', keep_models=kept)
+    want = [(f, p, s) for f, p in (('original', 0.0), ('energy', 50.0), ('frequency', 50.0)) for s in (0, 1)]
+    assert list(zip(fs['filter'], fs.p, fs.seed)) == want, f'rows {list(zip(fs["filter"], fs.p, fs.seed))}; expected {want}'
+    assert sorted(kept) == sorted(want), f'kept models {sorted(kept)}; expected one per row {sorted(want)}'
+    again = filtering_study(tr, te, make_model=make, ps=(50,), seed=1, epochs=1, batch_size=8, device='cpu')
+    assert list(again.test_acc) == list(fs.test_acc[fs.seed == 1]), 'seed=1 alone differs from seed 1 in seeds=(0, 1)'
+    with pytest.raises(ValueError, match='seeds'): filtering_study(tr, te, make_model=make, seeds=(), epochs=1)
