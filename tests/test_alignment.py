@@ -434,3 +434,51 @@ def test_transfer_attacks_work_under_no_grad():
     ref = transfer.mi_fgsm(m, x, y, eps=0.1)
     with torch.no_grad(): got = transfer.mi_fgsm(m, x, y, eps=0.1)
     assert torch.equal(ref, got)
+
+
+def test_strided_cnn_shapes():
+    "The small zoo's CNN works at every preset's image size and channel count; bn adds batch norm."
+    from robust_nb.alignment import strided_cnn
+    for c, s in ((1, 8), (1, 28), (3, 32)):
+        for bn in (False, True):
+            m = strided_cnn(c, s, bn=bn).eval()
+            assert m(torch.rand(2, c, s, s)).shape == (2, 10)
+            assert any(isinstance(l, nn.BatchNorm2d) for l in m) == bn
+
+
+def test_transfer_rows_error_and_paired_se():
+    "transfer_rows against the protocol of 6.5.1 written out by hand, and the SE of the paired difference."
+    from robust_nb.alignment import TransferStudy
+    from robust_nb.attacks import pgd, predict
+    st_ = TransferStudy('tiny')
+    x, y = st_.attack_data()
+    assert len(y) == len(st_.test) and st_.test.x.shape[-1] == 8          # tiny: all 360 digits of 8x8
+    set_seed(0); a, b, t = (MLP((1, 8, 8), hidden=(16,)).eval() for _ in range(3))
+    with torch.no_grad(): y = predict(a, x)                                  # labels every model partly agrees with
+    st_._attack_data[None] = (x, y)
+    kw = dict(eps=0.3, alpha=0.1, steps=5)
+    rows = st_.transfer_rows(0, 'blk', {'a': a, 'b': b}, {'t': (('t', 0), t)}, attack_kw=kw)
+    adv = {}
+    for k, m in (('a', a), ('b', b), ('t', t)):
+        set_seed(0); adv[k] = pgd(m, x, y, **kw)
+    keep = (predict(t, x) == y) & (predict(t, adv['t']) != y)
+    for k, m in (('a', a), ('b', b)): keep &= (predict(m, x) == y) & (predict(m, adv[k]) != y)
+    fa, fb = ((predict(t, adv[k][keep]) != y[keep]).double() * 100 for k in ('a', 'b'))
+    n = int(keep.sum()); assert n > 10, n
+    r = {row['variant']: row for row in rows}
+    assert r['a']['n'] == r['b']['n'] == n
+    assert math.isclose(r['a']['error'], fa.mean().item()) and math.isclose(r['b']['error'], fb.mean().item())
+    assert math.isclose(r['a']['se'], (fa.std() / n ** 0.5).item())
+    assert math.isclose(r['b']['se'], ((fb - fa).std() / n ** 0.5).item())
+
+
+def test_changes_formats_means_and_se():
+    "changes: mean over seeds, first variant absolute, the others as changes, with sqrt(sum se^2)/S."
+    import pandas as pd
+    from robust_nb.alignment import changes
+    df = pd.DataFrame([dict(seed=s, block='B', variant=v, target='T', error=e, se=se)
+                       for s, v, e, se in ((0, 'n/a', 50, 3), (1, 'n/a', 60, 4), (0, 'w', 52, 1), (1, 'w', 66, 1))])
+    out = changes(df)
+    assert out.loc[('B', 'n/a'), 'T'] == '55.0 ± 2.5'
+    assert out.loc[('B', 'w'), 'T'] == f"+4.0 ± {math.sqrt(2) / 2:.1f}"
+    assert changes(df.drop(columns='se')).loc[('B', 'w'), 'T'] == '+4.0'
