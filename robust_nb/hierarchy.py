@@ -4,6 +4,7 @@
 
 # %% ../nbs/05_hierarchy.ipynb #69da8ede
 from __future__ import annotations
+from dataclasses import replace
 from typing import Callable, Sequence
 import pandas as pd
 import torch
@@ -11,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
                             eval_guard, lp_norm, get_device, get_preset, set_seed, on_model_device)
-from .data import (digits, loaders, vision_dataset, dataset_tensors, DIGITS_HIERARCHY, CIFAR10_HIERARCHY,
-                            CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY)
+from .data import (digits, loaders, preset_data, vision_dataset, dataset_tensors, DIGITS_HIERARCHY,
+                            FASHION_MNIST_HIERARCHY, CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY)
 from .models import MLP, resnet10, resnet50
 from .train import fit
 from .attacks import pgd
@@ -20,8 +21,8 @@ from .defenses import pgd_at_loss, trades_loss, targeted_pgd_at_loss
 
 # %% auto #0
 __all__ = ['HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'is_hierarchical_adversarial', 'meta_accuracy', 'leaf_accuracy',
-           'p_meta_given_wrong_leaf', 'HierSetup', 'hierarchical_pgd', 'HAR', 'pgd_meta', 'train_har', 'HierExperiment',
-           'table_5_3']
+           'p_meta_given_wrong_leaf', 'HierSetup', 'hierarchical_pgd', 'HAR', 'pgd_meta', 'train_har', 'hier_outcomes',
+           'summarize_outcomes', 'paired_difference', 'har_vs_flat', 'HierExperiment', 'table_5_3']
 
 # %% ../nbs/05_hierarchy.ipynb #082238cf
 def _check_hierarchy(hierarchy, n_classes:int|None=None):
@@ -103,24 +104,27 @@ def p_meta_given_wrong_leaf(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> f
     return (meta[pred[wrong]] == meta[y[wrong]]).float().mean().item()
 
 # %% ../nbs/05_hierarchy.ipynb #6d2e1f58
-HIERARCHIES = {'digits': DIGITS_HIERARCHY, 'cifar10': CIFAR10_HIERARCHY, 'cifar5x5': CIFAR5X5_HIERARCHY,
-               'cifar100': CIFAR100_HIERARCHY}
+HIERARCHIES = {'digits': DIGITS_HIERARCHY, 'fashion_mnist': FASHION_MNIST_HIERARCHY, 'cifar10': CIFAR10_HIERARCHY,
+               'cifar5x5': CIFAR5X5_HIERARCHY, 'cifar100': CIFAR100_HIERARCHY}
 FLAT_DEFENSES, HAR_DEFENSES = ('Standard', 'PGD10', 'PGD10-T', 'TRADES'), ('Standard', 'PGD10', 'TRADES')
 
 def _hier_config(P) -> dict:
     "The configuration `CFG` of Section 5.6 in preset `P`: data set, budgets, training and attack settings."
     return P.pick(
-        tiny=dict(dataset='digits', eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=12, lr=0.05,
-                  batch_size=64, sched=None, opt_kw={}, n_eval=200, steps=(20, 200), steps_l2=50, seeds=(0,)),
-        small=dict(dataset='digits', eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=30, lr=0.05,
-                   batch_size=128, sched=None, opt_kw={}, n_eval=None, steps=(20, 200), steps_l2=50, seeds=P.seeds),
-        paper=dict(dataset='cifar100', eps=8/255, alpha=2/255, eps_l2=0.5, alpha_l2=0.125, beta=6.0, epochs=200, lr=0.1,
-                   batch_size=128, sched={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1},
-                   opt_kw={'weight_decay': 2e-4}, n_eval=1000, steps=(20, 200), steps_l2=50, seeds=P.seeds))
+        tiny=dict(dataset='digits', n_train=None, eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=12,
+                  lr=0.05, batch_size=64, sched=None, opt_kw={}, n_eval=200, steps=(20, 200), steps_l2=50, seeds=(0,), seeds_l2=(0,)),
+        small=dict(dataset='fashion_mnist', n_train=10_000, eps=0.1, alpha=0.025, eps_l2=0.8, alpha_l2=0.2, beta=6.0, epochs=12,
+                   lr=0.05, batch_size=128, sched=None, opt_kw={}, n_eval=1000, steps=(20, 50), steps_l2=50, seeds=P.seeds,
+                   seeds_l2=(P.seeds[0],)),
+        paper=dict(dataset='cifar100', n_train=None, eps=8/255, alpha=2/255, eps_l2=0.5, alpha_l2=0.125, beta=6.0, epochs=200, lr=0.1,
+                   batch_size=128, sched={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}, opt_kw={'weight_decay': 2e-4},
+                   n_eval=1000, steps=(20, 200), steps_l2=50, seeds=P.seeds, seeds_l2=P.seeds))
 
-def _load_task(name:str, P):
-    "(train dataset, test dataset, hierarchy) of data set `name` in preset `P` (CIFAR: with crop and flip augmentation)."
-    if name == 'digits': return digits('train', size=P.img_size), digits('test', size=P.img_size), DIGITS_HIERARCHY
+def _load_task(name:str, P, n_train:int|None=None):
+    "(train, test dataset, hierarchy) of `name` in preset `P`: digits and Fashion-MNIST in memory (`n_train`: a class-balanced subset), CIFAR augmented."
+    if name in ('digits', 'fashion_mnist'):                 # `preset_data`: the preset's images, as tensors
+        Q = P if P.dataset == name else replace(P, dataset=name)
+        return preset_data('train', Q, n=n_train), preset_data('test', Q), HIERARCHIES[name]
     from torchvision import transforms
     aug = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
     return (vision_dataset(name, P.data_root, train=True, transform=aug), vision_dataset(name, P.data_root, train=False),
@@ -151,7 +155,7 @@ class HierSetup:
         self.models = {}     # (kind, defense, seed, norm) -> trained model
     def load_task(self, name:str):
         "(train dataset, test dataset, hierarchy) of the experiments."
-        return _load_task(name, self.P)
+        return _load_task(name, self.P, self.CFG['n_train'])
     def as_tensors(self, ds, n:int|None=None, seed:int=0):
         "`n` random examples of `ds` (all if None) as tensors on the device."
         x, y = dataset_tensors(ds, n=n, seed=seed)
@@ -431,6 +435,39 @@ def train_har(
     finally: dist.destroy_process_group()
     return hist
 
+# %% ../nbs/05_hierarchy.ipynb #a7c3e5d1
+def hier_outcomes(model:nn.Module, x:Tensor, y:Tensor, hierarchy, *, eps:float, alpha:float, norm:str='linf', steps=(20, 200)) -> dict:
+    "Per example, whether `model`'s predicted leaf stays in the true meta-class: 'Clean', 'PGD{s}' and 'Hier. PGD{s}' (worst case) per step count `s`."
+    meta = _meta_of(hierarchy, y)
+    stays = lambda xa: meta[_checked_logits(model, xa, y, hierarchy).argmax(1)] == meta[y]
+    out = {'Clean': stays(x)}
+    for s in steps: out[f'PGD{s}'] = stays(pgd(model, x, y, eps=eps, alpha=alpha, steps=s, norm=norm))
+    for s in steps: out[f'Hier. PGD{s}'] = ~hierarchical_pgd(model, x, y, hierarchy, eps=eps, alpha=alpha, steps=s, norm=norm)[1]
+    return out
+
+def summarize_outcomes(outcomes:dict) -> pd.DataFrame:
+    "Rows (kind, defense) of `{(kind, defense, seed): hier_outcomes}`: meta-class accuracy (%), mean over the examples, then the seeds."
+    keys = sorted({(k, d) for k, d, _ in outcomes}, key=lambda t: (t[0] != 'Flat', FLAT_DEFENSES.index(t[1])))
+    mean = lambda o: {c: v.float().mean().item() for c, v in o.items()}
+    rows = {key: pd.DataFrame([mean(o) for (k, d, _), o in outcomes.items() if (k, d) == key]).mean() for key in keys}
+    return (pd.DataFrame(rows).T * 100).round(1)
+
+def paired_difference(outcomes:dict, a:tuple, b:tuple) -> dict:
+    "`a` minus `b`, each (kind, defense, column), in points: mean over the seeds both have, standard errors, per-seed values."
+    seeds = sorted(s for k, d, s in outcomes if (k, d) == tuple(a[:2]) and (*b[:2], s) in outcomes)
+    diff = 100 * torch.stack([outcomes[(*a[:2], s)][a[2]].float() - outcomes[(*b[:2], s)][b[2]].float() for s in seeds])
+    per_seed = diff.mean(1)                                             # (seeds,): the difference of each seed
+    se_seeds = per_seed.std().item() / len(seeds) ** 0.5 if len(seeds) > 1 else float('nan')   # training and attack randomness
+    se_examples = diff.mean(0).std().item() / diff.shape[1] ** 0.5     # which test images (the same for every seed)
+    se = (se_examples ** 2 + (se_seeds ** 2 if len(seeds) > 1 else 0.0)) ** 0.5    # one seed: the examples' part alone
+    return {'difference': per_seed.mean().item(), 'SE': se, 'SE (seeds)': se_seeds,
+            'SE (examples)': se_examples, 'seeds': len(seeds), 'per seed': ', '.join(f'{v:+.1f}' for v in per_seed.tolist())}
+
+def har_vs_flat(outcomes:dict, column:str, defenses=HAR_DEFENSES) -> pd.DataFrame:
+    "HAR minus flat meta-class accuracy (points) in `column`, per defense: `paired_difference` of the two models."
+    df = pd.DataFrame({d: paired_difference(outcomes, ('HAR', d, column), ('Flat', d, column)) for d in defenses}).T
+    return df.rename(columns={'difference': 'HAR - flat'}).astype({c: float for c in ('HAR - flat', 'SE', 'SE (seeds)', 'SE (examples)')})
+
 # %% ../nbs/05_hierarchy.ipynb #9c043526
 class HierExperiment(HierSetup):
     "Section 5.6 in `preset`: `HierSetup`'s data and flat models, HAR networks per defense, norm and seed (cached), Tables 5.3/5.6."
@@ -452,27 +489,26 @@ class HierExperiment(HierSetup):
         "{(kind, defense, seed): model} for flat and HAR models trained against `norm` perturbations."
         seeds = self.CFG['seeds'] if seeds is None else seeds
         return {(k, d, s): self.model(k, d, s, norm) for s in seeds for k, ds in (('Flat', flat), ('HAR', har)) for d in ds}
+    def budget(self, norm:str='linf') -> dict:
+        "The attack budget `dict(eps=, alpha=)` of the preset for `norm`."
+        return dict(eps=self.CFG['eps'], alpha=self.CFG['alpha']) if norm == 'linf' else dict(eps=self.CFG['eps_l2'], alpha=self.CFG['alpha_l2'])
+    def hier_eval(self, models:dict, x:Tensor|None=None, y:Tensor|None=None, *, norm:str='linf', steps=(20, 200)) -> dict:
+        "{(kind, defense, seed): `hier_outcomes` of that model} (default: the attacked test subset)."
+        x, y = (self.x_ev, self.y_ev) if x is None else (x, y)
+        return {key: hier_outcomes(m, x, y, self.hier, norm=norm, steps=steps, **self.budget(norm)) for key, m in models.items()}
     def hier_row(self, model:nn.Module, x:Tensor, y:Tensor, *, norm:str='linf', steps=(20, 200)) -> dict:
         "Meta-class accuracy of `model`: clean, untargeted PGD and hierarchical PGD (worst case) for each step count."
-        CFG, H = self.CFG, self.hier
-        eps, alpha = (CFG['eps'], CFG['alpha']) if norm == 'linf' else (CFG['eps_l2'], CFG['alpha_l2'])
-        row = {'Clean': meta_accuracy(model, x, y, H)}
-        for s in steps: row[f'PGD{s}'] = meta_accuracy(model, pgd(model, x, y, eps=eps, alpha=alpha, steps=s, norm=norm), y, H)
-        for s in steps:
-            row[f'Hier. PGD{s}'] = 1 - hierarchical_pgd(model, x, y, H, eps=eps, alpha=alpha, steps=s, norm=norm)[1].float().mean().item()
-        return row
+        out = hier_outcomes(model, x, y, self.hier, norm=norm, steps=steps, **self.budget(norm))
+        return {c: v.float().mean().item() for c, v in out.items()}
     def hier_table(self, models:dict, x:Tensor|None=None, y:Tensor|None=None, **kw) -> pd.DataFrame:
-        "Rows (kind, defense), averaged over the seeds, in percent (default: the attacked test subset)."
-        x, y = (self.x_ev, self.y_ev) if x is None else (x, y)
-        keys = sorted({(k, d) for k, d, _ in models}, key=lambda t: (t[0] != 'Flat', FLAT_DEFENSES.index(t[1])))
-        seeds = sorted({s for *_, s in models})
-        rows = {key: pd.DataFrame([self.hier_row(models[(*key, s)], x, y, **kw) for s in seeds]).mean() for key in keys}
-        return (pd.DataFrame(rows).T * 100).round(1)
-    def table_5_3(self) -> pd.DataFrame:
-        "Table 5.3: meta-class accuracy (%) of the flat and HAR models, clean and under untargeted and hierarchical PGD."
+        "Rows (kind, defense), averaged over the examples and the seeds, in percent (default: the attacked test subset)."
+        return summarize_outcomes(self.hier_eval(models, x, y, **kw))
+    def table_5_3(self, return_outcomes:bool=False):
+        "Table 5.3: meta-class accuracy (%) of the flat and HAR models, clean and under untargeted and hierarchical PGD (and the outcomes)."
         models = self.train_all()
         set_seed(0)                                   # the attacks' random starts: the same table whatever ran before
-        return self.hier_table(models, steps=self.CFG['steps'])
+        out = self.hier_eval(models, steps=self.CFG['steps'])
+        return (summarize_outcomes(out), out) if return_outcomes else summarize_outcomes(out)
 
 # %% ../nbs/05_hierarchy.ipynb #c921d5b0
 def table_5_3(preset:str|None=None) -> pd.DataFrame:

@@ -257,3 +257,46 @@ def test_train_har_torchrun_two_ranks(tmp_path):
     assert r0['trained'] == [True, False, True, False] and r1['trained'] == [False, True, False, True]   # i % 2 == rank
     for r in (r0, r1):
         assert all(torch.equal(single['state'][k], v) for k, v in r['state'].items())
+
+def test_paired_difference_and_har_vs_flat():
+    "Known answer: HAR right on one more of four examples than flat in seed 0, on two more in seed 1."
+    from robust_nb.hierarchy import paired_difference, har_vs_flat, summarize_outcomes
+    T = torch.tensor([True] * 4)
+    oc = {('Flat', 'PGD10', 0): {'m': torch.tensor([False, True, True, True])}, ('HAR', 'PGD10', 0): {'m': T},
+          ('Flat', 'PGD10', 1): {'m': torch.tensor([False, False, True, True])}, ('HAR', 'PGD10', 1): {'m': T}}
+    d = paired_difference(oc, ('HAR', 'PGD10', 'm'), ('Flat', 'PGD10', 'm'))
+    assert d['seeds'] == 2 and d['per seed'] == '+25.0, +50.0', d
+    assert abs(d['difference'] - 37.5) < 1e-4 and abs(d['SE (seeds)'] - 12.5) < 1e-4, d
+    se_ex = 100 * torch.tensor([1, 0.5, 0, 0]).std().item() / 2
+    assert abs(d['SE (examples)'] - se_ex) < 1e-4 and abs(d['SE'] - (12.5 ** 2 + se_ex ** 2) ** 0.5) < 1e-4, d
+    t = har_vs_flat(oc, 'm', defenses=('PGD10',))
+    assert abs(t.loc['PGD10', 'HAR - flat'] - 37.5) < 1e-4, t
+    s = summarize_outcomes(oc)
+    assert (s.loc[('Flat', 'PGD10'), 'm'], s.loc[('HAR', 'PGD10'), 'm']) == (62.5, 100.0), s
+    one = paired_difference({k: v for k, v in oc.items() if k[2] == 0}, ('HAR', 'PGD10', 'm'), ('Flat', 'PGD10', 'm'))
+    assert one['seeds'] == 1 and one['SE'] == one['SE (examples)'] and one['SE (seeds)'] != one['SE (seeds)'], one   # nan: unknown
+
+def test_hier_row_is_mean_of_outcomes(model, data):
+    "`hier_row` is the mean of `hier_outcomes`; 'Clean' is the meta-class accuracy; hierarchical PGD success is the complement."
+    from robust_nb.hierarchy import hier_outcomes
+    _, x, y = data
+    set_seed(0); out = hier_outcomes(model, x, y, H, eps=EPS, alpha=ALPHA, steps=(5,))
+    assert list(out) == ['Clean', 'PGD5', 'Hier. PGD5'] and all(v.shape == y.shape and v.dtype == torch.bool for v in out.values())
+    assert abs(out['Clean'].float().mean().item() - meta_accuracy(model, x, y, H)) < 1e-6
+    ex = HierExperiment('tiny', device='cpu')
+    set_seed(0); row = ex.hier_row(model, x, y, steps=(5,))
+    assert row == {c: v.float().mean().item() for c, v in out.items()}, (row, out)
+
+def test_small_preset_is_fashion_mnist():
+    "The small configuration runs Chapter 5 on a class-balanced subset of real Fashion-MNIST with its hierarchy."
+    from robust_nb.core import get_preset
+    from robust_nb.data import FASHION_MNIST_HIERARCHY
+    from robust_nb.hierarchy import _hier_config, _load_task, HIERARCHIES
+    P = get_preset('small'); CFG = _hier_config(P)
+    assert CFG['dataset'] == 'fashion_mnist' and HIERARCHIES['fashion_mnist'] is FASHION_MNIST_HIERARCHY, CFG
+    try: tr, te, h = _load_task('fashion_mnist', P, CFG['n_train'])
+    except FileNotFoundError as e: pytest.skip(f"Fashion-MNIST not installed: {e}")
+    assert h is FASHION_MNIST_HIERARCHY and len(tr) == CFG['n_train'] and len(te) == 10_000, (len(tr), len(te))
+    assert tuple(tr.x.shape[1:]) == (1, 28, 28) and 0 <= tr.x.min() and tr.x.max() <= 1
+    counts = torch.bincount(tr.y, minlength=10)
+    assert counts.max() - counts.min() <= 1, f"class counts {counts.tolist()}; expected a class-balanced subset"
