@@ -4,16 +4,17 @@
 
 # %% ../nbs/02b_defenses.ipynb #65b848ec
 from __future__ import annotations
-import functools
+import functools, math
 from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_inputs, check_eps, check_norm, check_positive_int, check_bool, check_choice, check_model, eval_guard, project
+from .core import check_inputs, check_eps, check_norm, check_positive_int, check_bool, check_choice, check_model, eval_guard, project, model_device
 from .attacks import pgd, _pgd_run
 
 # %% auto #0
-__all__ = ['METHODS', 'THESIS_NAMES', 'pgd_at_loss', 'trades_loss', 'mart_loss', 'targeted_pgd_at_loss', 'make_loss']
+__all__ = ['METHODS', 'THESIS_NAMES', 'pgd_at_loss', 'trades_loss', 'mart_loss', 'targeted_pgd_at_loss', 'make_loss',
+           'correct_under', 'accuracy_se', 'paired_difference']
 
 # %% ../nbs/02b_defenses.ipynb #8e5111df
 def _attack_settings(eps, alpha, steps, norm, random_start=True, with_logits=False) -> dict:
@@ -151,3 +152,35 @@ def make_loss(
 # %% ../nbs/02b_defenses.ipynb #a79b6ed8
 from .core import add_param_docs
 add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)
+
+# %% ../nbs/02b_defenses.ipynb #8d42c8ee
+def correct_under(model:nn.Module, x:Tensor, y:Tensor, attack:Callable|None=None, *,
+                  batch_size:int=256,   # examples per attack call
+                  **kw) -> Tensor:      # keyword arguments of `attack` (eps, alpha, steps, ...)
+    "Which examples (bool (N,)) `model` classifies correctly, on `x` or on `attack(model, x, y, **kw)`, batch by batch."
+    check_model(model); check_inputs(x, y); check_positive_int(batch_size, 'batch_size')
+    if attack is None and kw: raise ValueError(f"correct_under got attack options {sorted(kw)} but no attack")
+    dev, out = model_device(model) or x.device, []
+    with eval_guard(model):
+        for i in range(0, x.shape[0], batch_size):
+            xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+            if attack is not None:
+                with torch.enable_grad(): xb = attack(model, xb, yb, **kw)
+            with torch.no_grad(): out.append((model(xb).argmax(1) == yb).cpu())
+    return torch.cat(out)
+
+def _check_correct(c, name='correct') -> Tensor:
+    if not isinstance(c, Tensor) or c.dim() != 1 or c.numel() == 0:
+        raise ValueError(f"{name} got {type(c).__name__} {tuple(getattr(c, 'shape', ()))}; expected a non-empty 1-D tensor of per-example results")
+    return c.double()
+
+def accuracy_se(correct:Tensor) -> tuple[float, float]:
+    "Accuracy of per-example results `correct` (bool (N,)) and its standard error sqrt(p(1-p)/N)."
+    p = _check_correct(correct).mean().item()
+    return p, math.sqrt(p * (1 - p) / correct.numel())
+
+def paired_difference(a:Tensor, b:Tensor) -> tuple[float, float]:
+    "Accuracy difference a - b of two models on the same examples and its standard error sd(a_i - b_i)/sqrt(N)."
+    d = _check_correct(a, 'a') - _check_correct(b, 'b') if a.shape == b.shape else None
+    if d is None: raise ValueError(f"a and b got shapes {tuple(a.shape)} and {tuple(b.shape)}; expected the same examples")
+    return d.mean().item(), (d.std().item() / math.sqrt(d.numel()) if d.numel() > 1 else float('nan'))

@@ -250,43 +250,45 @@ import copy, time
 from functools import partial
 import pandas as pd
 from .core import get_preset, get_device, set_seed
-from .data import digits, vision_dataset, loaders, dataset_tensors
+from .data import preset_data, loaders
 from .models import MLP, cnn6, cnn8, resnet10
 from .train import fit, evaluate
 from .attacks import fgsm
-from .defenses import pgd_at_loss, trades_loss, mart_loss
+from .defenses import pgd_at_loss, trades_loss, mart_loss, correct_under
 
 SOAR_METHODS = ('Standard', 'PGD10', 'TRADES', 'MART', 'FOAR', 'SOAR')
 
 def _soar_config(P) -> dict:
     "The settings of Section 3.4 / App. 3.A in preset `P`: radius, epochs, learning rates, attack budgets."
     C = dict(
-        eps=P.pick(tiny=0.2, small=0.2, paper=8 / 255),
-        pre_epochs=P.pick(tiny=20, small=40, paper=200), pre_lr=P.pick(tiny=0.05, small=0.05, paper=0.1),
+        eps=P.pick(tiny=0.2, small=0.1, paper=8 / 255),
+        n_train=P.pick(tiny=None, small=10_000, paper=None),   # training images (None: all; else a class-balanced subset)
+        n_attack=P.pick(tiny=None, small=1000, paper=1000),    # attacked test images: the first n (None: all)
+        pre_epochs=P.pick(tiny=20, small=10, paper=200), pre_lr=P.pick(tiny=0.05, small=0.05, paper=0.1),
         pre_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
-        ft_epochs=P.pick(tiny=25, small=60, paper=200),
+        ft_epochs=P.pick(tiny=25, small=4, paper=200),
         lr=P.pick(tiny=0.01, small=0.01, paper=0.1),            # PGD10, TRADES, MART, FOAR, Standard fine-tuning
         soar_lr=P.pick(tiny=0.002, small=0.002, paper=0.004),   # App. 3.A: SOAR 0.004, decayed at epoch 100
         ft_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100], 'gamma': 0.1}),
-        restarts=P.pick(tiny=5, small=10, paper=50), long_steps=P.pick(tiny=(100,), small=(100, 200), paper=(100, 200, 1000)),
-        simba_queries=P.pick(tiny=500, small=1000, paper=1000),
+        restarts=P.pick(tiny=5, small=5, paper=50), long_steps=P.pick(tiny=(100,), small=(100,), paper=(100, 200, 1000)),
+        simba_queries=P.pick(tiny=500, small=500, paper=1000),
         beta=6.0,
     )
     C['alpha'] = C['eps'] / 4
     return C
 
 # %% ../nbs/03_soar.ipynb #0c90b014
-def _soar_split(P, train:bool):
-    "The training or test split of preset `P`'s dataset."
-    if P.dataset == 'digits': return digits('train' if train else 'test', size=P.img_size)
-    return vision_dataset(P.dataset, P.data_root, train=train)
+def _soar_split(P, train:bool, n:int|None=None):
+    "The training or test split of preset `P`'s dataset (`robust_nb.data.preset_data`; `n`: a class-balanced subset)."
+    return preset_data('train' if train else 'test', P, n=n)
 
 def _soar_model(P, arch:str, in_shape:tuple, device, seed:int=0) -> nn.Module:
-    "A fresh model for inputs of `in_shape`: preset `P`'s architecture (MLP / small CNN / ResNet-10 without BN) or `arch`."
+    "A fresh model for inputs of `in_shape`: preset `P`'s architecture (MLP / ResNet-10 without BN) or `arch`."
     set_seed(seed)
-    arch = P.pick(tiny='mlp', small='cnn', paper='resnet10') if arch == 'default' else arch
+    arch = P.pick(tiny='mlp', small='mlp', paper='resnet10') if arch == 'default' else arch
     c = in_shape[0]
     build = {'mlp': lambda: MLP(in_shape, hidden=(256, 256)), 'mlp_wide': lambda: MLP(in_shape, hidden=(1024, 1024, 1024)),
+             'mlp_64': lambda: MLP(in_shape, hidden=(64, 64)), 'mlp_512': lambda: MLP(in_shape, hidden=(512, 512)),
              'cnn': lambda: nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
                                           nn.Flatten(), nn.LazyLinear(128), nn.ReLU(), nn.Linear(128, 10)),
              'cnn6': lambda: cnn6(10, c, bn=False), 'cnn8': lambda: cnn8(10, c, bn=False),
@@ -305,14 +307,14 @@ def _method_loss(C:dict, method:str, *, eps:float|None=None, norm:str='linf', in
               'SOAR': lambda: partial(soar_loss, eps=eps, init=init)}
     return losses[check_choice(method, losses, 'method')]()
 
-def _white_box(C:dict, model:nn.Module, data:tuple) -> dict:
-    "Accuracy of `model` on `data` = (x, y) under the white-box attacks of Table 3.2 (fractions)."
+def _white_box(C:dict, model:nn.Module, data:tuple, per_example:bool=False) -> dict:
+    "Accuracy of `model` on `data` = (x, y) under the white-box attacks of Table 3.2 (fractions; `per_example`: bool (N,) each)."
     e, a = C['eps'], C['alpha']
-    row = {'Clean': evaluate(model, data), 'FGSM': evaluate(model, data, fgsm, eps=e),
-           'PGD20': evaluate(model, data, pgd, eps=e, alpha=a, steps=20)}
-    for k in C['long_steps']: row[f'PGD{k}'] = evaluate(model, data, pgd, eps=e, alpha=a, steps=k)
-    row[f"PGD20-{C['restarts']}"] = evaluate(model, data, pgd, eps=e, alpha=a, steps=20, restarts=C['restarts'])
-    return row
+    run = lambda attack=None, **kw: correct_under(model, *data, attack, **kw)
+    row = {'Clean': run(), 'FGSM': run(fgsm, eps=e), 'PGD20': run(pgd, eps=e, alpha=a, steps=20)}
+    for k in C['long_steps']: row[f'PGD{k}'] = run(pgd, eps=e, alpha=a, steps=k)
+    row[f"PGD20-{C['restarts']}"] = run(pgd, eps=e, alpha=a, steps=20, restarts=C['restarts'])
+    return row if per_example else {k: v.double().mean().item() for k, v in row.items()}
 
 # %% ../nbs/03_soar.ipynb #658ac02a
 class _SoarSetup:
@@ -321,16 +323,19 @@ class _SoarSetup:
         P = self.P = get_preset(preset)
         self.device, self.C = device or get_device(), _soar_config(P)
         self.train_ds = self.split(True)
-        self.x_te, self.y_te = (t.to(self.device) for t in dataset_tensors(self.split(False), n=P.n_test))
+        test = self.split(False)                                                  # clean accuracy: the whole test split
+        self.x_all, self.y_all = test.x.to(self.device), test.y.to(self.device)
+        n = self.C['n_attack']                                                   # the attacks: its first n images
+        self.x_te, self.y_te = self.x_all[:n], self.y_all[:n]
         self.in_shape = tuple(self.x_te.shape[1:])
         self.base, self.models = None, {}
 
     def split(self, train:bool):
-        "The training or test split of the preset's dataset."
-        return _soar_split(self.P, train)
+        "The training split (the first `C['n_train']` of a class-balanced order) or the test split of the preset's dataset."
+        return _soar_split(self.P, train, self.C['n_train'] if train else None)
 
     def make_model(self, arch:str='default', seed:int=0) -> nn.Module:
-        "A fresh model: the preset's architecture (MLP / small CNN / ResNet-10 without BN) or `arch`."
+        "A fresh model: the preset's architecture (MLP / ResNet-10 without BN) or `arch`."
         return _soar_model(self.P, arch, self.in_shape, self.device, seed)
 
     def train(self, model:nn.Module, loss=None, *, epochs:int, lr:float, sched=None, seed:int=0) -> nn.Module:
@@ -368,15 +373,19 @@ class SoarExperiment(_SoarSetup):
             if m not in self.models: self.models[m] = self.finetune(self.base, m)
         return {m: self.models[m] for m in methods}
 
-    def white_box(self, model:nn.Module) -> dict:
-        "Accuracy of `model` under the white-box attacks of Table 3.2 (fractions)."
-        return _white_box(self.C, model, (self.x_te, self.y_te))
+    def white_box(self, model:nn.Module, per_example:bool=False) -> dict:
+        "Accuracy of `model` under the white-box attacks of Table 3.2 on the attacked test images (fractions, or bool (N,) each)."
+        return _white_box(self.C, model, (self.x_te, self.y_te), per_example)
 
     def table_3_2(self, methods=SOAR_METHODS) -> pd.DataFrame:
         "Table 3.2: accuracy (%) of each method's model under white-box attacks, one row per method."
         models = self.fine_tuned(methods)
         set_seed(0)
-        return (100 * pd.DataFrame({m: self.white_box(models[m]) for m in methods}).T).round(2)
+        self.correct = {m: self.white_box(models[m], per_example=True) for m in methods}   # kept for standard errors
+        t = pd.DataFrame({m: {k: v.double().mean().item() for k, v in c.items()} for m, c in self.correct.items()}).T
+        if len(self.y_all) > len(self.y_te):                                           # clean accuracy on the whole test split
+            t[f'Clean (all {len(self.y_all)})'] = [evaluate(models[m], (self.x_all, self.y_all)) for m in methods]
+        return (100 * t).round(2)
 
 def table_3_2(preset:str|None=None) -> pd.DataFrame:
     "Table 3.2 computed in `preset` (what `robust-nb reproduce 3.2` runs): a `Method` column, then accuracies (%)."

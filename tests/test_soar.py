@@ -231,3 +231,32 @@ def test_jvp_leaves_the_random_stream_and_modes_alone():
         after[gm] = torch.rand(4)
     torch.testing.assert_close(after['jvp'], after['double_backprop'], rtol=0, atol=0)
     assert net.training and all(m.training for m in net.modules())
+
+# --- Section 3.4's experiment settings: one code path per preset, the white-box row per example
+
+def test_soar_config_per_preset():
+    from robust_nb.core import get_preset
+    from robust_nb.soar import _soar_config
+    tiny, small = _soar_config(get_preset('tiny')), _soar_config(get_preset('small'))
+    assert (tiny['eps'], tiny['n_train'], tiny['n_attack'], tiny['ft_epochs']) == (0.2, None, None, 25)   # tiny unchanged
+    assert small['n_train'] and small['n_attack'] and small['alpha'] == small['eps'] / 4
+    assert small['n_attack'] >= 1000, f"small attacks {small['n_attack']} test images; a difference of a few points needs ~1000"
+
+def test_soar_models_for_new_architectures():
+    from robust_nb.core import get_preset
+    from robust_nb.soar import _soar_model
+    P = get_preset('small')
+    sizes = {a: sum(p.numel() for p in _soar_model(P, a, (1, 28, 28), 'cpu').parameters()) for a in ('mlp_64', 'default', 'mlp_512')}
+    assert sizes['mlp_64'] < sizes['default'] < sizes['mlp_512'], f"capacity sequence of Table 3.10 in small: {sizes}"
+
+def test_white_box_per_example_matches_fractions():
+    from robust_nb.core import get_preset, set_seed
+    from robust_nb.soar import _soar_config, _white_box
+    C = _soar_config(get_preset('tiny'))
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).eval()
+    x, y = torch.rand(20, 1, 4, 4), torch.randint(0, 10, (20,))
+    set_seed(0); frac = _white_box(C, m, (x, y))
+    set_seed(0); per = _white_box(C, m, (x, y), per_example=True)
+    assert list(per) == list(frac) and all(v.dtype == torch.bool and v.shape == (20,) for v in per.values())
+    assert {k: v.double().mean().item() for k, v in per.items()} == frac
