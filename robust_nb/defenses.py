@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import check_inputs, check_eps, check_norm, check_positive_int, check_bool, check_choice, check_model, eval_guard, project, model_device
-from .attacks import pgd, _pgd_run
+from .attacks import pgd, pgd_steps
 
 # %% auto #0
 __all__ = ['METHODS', 'THESIS_NAMES', 'pgd_at_loss', 'trades_loss', 'mart_loss', 'targeted_pgd_at_loss', 'make_loss',
@@ -54,8 +54,8 @@ def _trades(model:nn.Module, x:Tensor, y:Tensor, *, beta, eps, alpha, steps, nor
     with eval_guard(model):
         with torch.no_grad(): p_clean = F.softmax(model(x), 1)
         x0 = project(x + 0.001 * torch.randn_like(x), x, eps, norm) if random_start else x.clone()
-        x_adv = _pgd_run(model, x, y, x0, eps=eps, alpha=alpha, steps=steps, norm=norm,
-                         loss_fn=lambda logits, _: _kl_rows(p_clean, logits), targeted=False)
+        x_adv = pgd_steps(model, x, y, x0, eps=eps, alpha=alpha, steps=steps, norm=norm,
+                          loss_fn=lambda logits, _: _kl_rows(p_clean, logits))
     logits, logits_adv = model(x), model(x_adv)
     return _out(F.cross_entropy(logits, y) + beta * _kl_rows(F.softmax(logits, 1), logits_adv).mean(), logits_adv, with_logits)
 
@@ -149,10 +149,6 @@ def make_loss(
     return functools.partial(_mean_of, soar.foar_loss if method == 'foar' else soar.soar_loss,
                              eps=check_eps(eps), init=init, norm=check_norm(norm))
 
-# %% ../nbs/02b_defenses.ipynb #a79b6ed8
-from .core import add_param_docs
-add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)
-
 # %% ../nbs/02b_defenses.ipynb #8d42c8ee
 def correct_under(model:nn.Module, x:Tensor, y:Tensor, attack:Callable|None=None, *,
                   batch_size:int=256,   # examples per attack call
@@ -184,3 +180,7 @@ def paired_difference(a:Tensor, b:Tensor) -> tuple[float, float]:
     d = _check_correct(a, 'a') - _check_correct(b, 'b') if a.shape == b.shape else None
     if d is None: raise ValueError(f"a and b got shapes {tuple(a.shape)} and {tuple(b.shape)}; expected the same examples")
     return d.mean().item(), (d.std().item() / math.sqrt(d.numel()) if d.numel() > 1 else float('nan'))
+
+# %% ../nbs/02b_defenses.ipynb #a79b6ed8
+from .core import add_param_docs
+add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)
