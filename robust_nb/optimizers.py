@@ -23,7 +23,7 @@ from .book import committed_results, provenance, write_json_atomic
 # %% auto #0
 __all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'train_best_of_grid', 'optimizer_study', 'accuracy_table',
            'thesis_header', 'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'fashion_mnist_job',
-           'fashion_mnist_row', 'run_missing_jobs', 'fashion_mnist_table']
+           'fashion_mnist_row', 'claim_job', 'run_missing_jobs', 'fashion_mnist_table']
 
 # %% ../nbs/04b_optimizers.ipynb #9da50e29
 def _gaussian_accuracy(model, x, y, var:float, seed:int, batch_size:int=512) -> float:
@@ -75,6 +75,7 @@ def optimizer_study(
     band_k:int=10,
     lipschitz:bool=True,                    # compute the Lipschitz upper bound (4.20)
     n_eval:int|None=None,                   # test examples used (None: all)
+    n_attack:int|None=None,                 # of those, the first `n_attack` get the l2/linf attacks and the band curve (None: all)
     device=None,
     keep_models:dict|None=None,             # if a dict: receives the selected model of each (optimizer, seed)
 ) -> pd.DataFrame:
@@ -88,6 +89,7 @@ def optimizer_study(
     tr, va = Subset(train_ds, perm[n_val:]), Subset(train_ds, perm[:n_val])
     x, y = dataset_tensors(test_ds, n=n_eval)
     x, y = x.to(dev), y.to(dev)
+    xa, ya = (x, y) if n_attack is None else (x[:check_positive_int(n_attack, 'n_attack')], y[:n_attack])
     rows = []
     for opt, lrs in lr_grid.items():
         for seed in seeds:
@@ -101,10 +103,10 @@ def optimizer_study(
             add('clean', 0.0, evaluate(model, (x, y)))
             for v in gauss_vars: add('gaussian', v, _gaussian_accuracy(model, x, y, v, seed=1234))
             for norm, epss in (('l2', l2_eps), ('linf', linf_eps)):
-                for e in epss: add(norm, e, evaluate(model, (x, y), pgd, eps=e, norm=norm, steps=attack_steps))
+                for e in epss: add(norm, e, evaluate(model, (xa, ya), pgd, eps=e, norm=norm, steps=attack_steps))
             if band_sigma is not None:
-                drops = band_accuracy_drop(model, x, y, sigma=band_sigma, n_bands=n_bands, k=band_k,
-                                           generator=torch.Generator(device=x.device).manual_seed(4321))
+                drops = band_accuracy_drop(model, xa, ya, sigma=band_sigma, n_bands=n_bands, k=band_k,
+                                           generator=torch.Generator(device=xa.device).manual_seed(4321))
                 for b, d in enumerate(drops.tolist()): add('band', b, d, 'accuracy_drop')
             if lipschitz: add('lipschitz', 0.0, lipschitz_upper_bound(model, tuple(x.shape[1:])), 'lipschitz_bound')
     return pd.DataFrame(rows)
@@ -201,8 +203,8 @@ def fashion_mnist_job(
     progress:bool=False,
 ) -> dict:
     "Train one Table 4.2 CNN on Fashion-MNIST with `opt` and evaluate it for Table 4.3's row; writes and returns the record."
-    from .data import fashion_mnist
-    from .attacks import autoattack_components
+    from robust_nb.data import fashion_mnist
+    from robust_nb.attacks import autoattack_components
     lr, seed = protocol.lr(opt), check_seed(seed)
     dev, t0 = get_device(device), time.time()
     tr, te = fashion_mnist('train'), fashion_mnist('test')
@@ -250,6 +252,18 @@ def fashion_mnist_row(
                          ignore_index=True)
 
 # %% ../nbs/04b_optimizers.ipynb #ee832f3b
+def claim_job(
+    lock_dir,                        # folder of the lock files (shared by the workers)
+    opt:str,
+    seed:int,
+):
+    "Claim job (`opt`, `seed`): an open lock file holding a non-blocking exclusive `flock`, or None when a live process holds it."
+    import fcntl
+    f = open(Path(lock_dir) / f'robust_nb_t43_{opt}_seed{seed}.lock', 'a')
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError: f.close(); return None
+    return f                                     # the claim lasts until f is closed or the process ends, however it ends
+
 def run_missing_jobs(
     results,                         # folder of job files; each finished job writes {opt}_seed{seed}.json there
     *,
@@ -257,20 +271,25 @@ def run_missing_jobs(
     opts=None,                       # optimizers to run (None: every one of `protocol.lrs`)
     protocol:FashionMnistProtocol=FashionMnistProtocol(),
     device=None,
-    lock_dir=None,                   # with a folder: claim each job with a lock file there, so several workers share the list
+    lock_dir=None,                   # with a folder: claim each job there (`claim_job`), so several workers share the list
     log=None,                        # called with one line per job (e.g. `print`)
+    job=None,                        # the function run per job, called like `fashion_mnist_job` (None: `fashion_mnist_job`)
 ) -> list:
     "Run the (optimizer, seed) jobs of Table 4.3's Fashion-MNIST row that have no file in `results` yet; returns their records."
-    d, done = Path(results), []
+    d, done, job = Path(results), [], job or fashion_mnist_job
     for seed in seeds:
         for opt in (opts if opts is not None else [o for o, _ in protocol.lrs]):
-            if (d / f'{opt}_seed{seed}.json').exists(): continue
-            if lock_dir is not None:
-                try: os.close(os.open(Path(lock_dir) / f'robust_nb_t43_{opt}_seed{seed}.lock', os.O_CREAT | os.O_EXCL))
-                except FileExistsError:
-                    if log: log(f'{opt} seed {seed}: another worker has it')
-                    continue
-            t0 = time.time(); done.append(fashion_mnist_job(opt, seed, d, protocol, device=device))
+            out = d / f'{opt}_seed{seed}.json'
+            if out.exists(): continue
+            lock = claim_job(lock_dir, opt, seed) if lock_dir is not None else None
+            if lock_dir is not None and lock is None:
+                if log: log(f'{opt} seed {seed}: another worker has it')
+                continue
+            try:
+                if out.exists(): continue                 # finished by another worker between our check and our claim
+                t0 = time.time(); done.append(job(opt, seed, d, protocol, device=device))
+            finally:
+                if lock is not None: lock.close()
             if log: log(f"{opt} seed {seed}: {time.time() - t0:.0f} s, " + ', '.join(f'{k} {v:.4f}' for k, v in done[-1]['accuracy'].items()))
     return done
 
