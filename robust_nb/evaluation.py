@@ -130,9 +130,9 @@ def evaluate_attacks(model:nn.Module, x:Tensor, y:Tensor, *, attacks=('pgd',), e
 # %% ../nbs/07a_evaluation.ipynb #e7a1c003
 def gaussian_rows(model:nn.Module, x:Tensor, y:Tensor, variances, *, seed:int=1234, batch_size:int=512) -> pd.DataFrame:
     "Accuracy on `clamp(x + N(0, var I), 0, 1)` for each variance (0: clean), gathered over processes (Table 4.3's Gaussian columns)."
-    from robust_nb.optimizers import _gaussian_accuracy   # Chapter 4's function: one noise draw per seed
+    from robust_nb.optimizers import gaussian_accuracy   # Chapter 4's function: one noise draw per seed
     dev = model_device(model) or x.device; x, y = x.to(dev), y.to(dev)
-    counts = [round(_gaussian_accuracy(model, x, y, float(v), seed=seed, batch_size=batch_size) * len(y)) for v in variances]
+    counts = [round(gaussian_accuracy(model, x, y, float(v), seed=seed, batch_size=batch_size) * len(y)) for v in variances]
     tot = all_sum(torch.tensor([*counts, len(y)], dtype=torch.float64)).tolist()
     return pd.DataFrame([dict(attack='gaussian', eps=float(v), norm='gaussian', steps=0, n=int(tot[-1]), accuracy=c / tot[-1])
                          for v, c in zip(variances, tot)])

@@ -21,13 +21,18 @@ from .frequency import band_accuracy_drop, lipschitz_upper_bound
 from .book import committed_results, provenance, write_json_atomic
 
 # %% auto #0
-__all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'train_best_of_grid', 'optimizer_study', 'accuracy_table',
-           'thesis_header', 'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'fashion_mnist_job',
-           'fashion_mnist_row', 'claim_job', 'run_missing_jobs', 'fashion_mnist_table']
+__all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'gaussian_accuracy', 'train_best_of_grid',
+           'optimizer_study', 'accuracy_table', 'thesis_header', 'table_4_3', 'FashionMnistProtocol', 'flip_collate',
+           'fashion_mnist_job', 'fashion_mnist_row', 'claim_job', 'run_missing_jobs', 'fashion_mnist_table']
 
 # %% ../nbs/04b_optimizers.ipynb #9da50e29
-def _gaussian_accuracy(model, x, y, var:float, seed:int, batch_size:int=512) -> float:
-    "Accuracy on `clip(x + N(0, var I), 0, 1)` with a noise draw fixed by `seed`."
+def gaussian_accuracy(
+    model, x, y,            # a classifier and the examples (the whole test set in Table 4.3)
+    var:float,              # the noise variance sigma^2 (Table 4.3: 0.001, 0.005, 0.01)
+    seed:int,               # fixes the noise draw (the same draw for every model compared)
+    batch_size:int=512,
+) -> float:
+    "Accuracy on `clip(x + N(0, var I), 0, 1)` (Table 4.3's Gaussian columns) with a noise draw fixed by `seed`."
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device) * math.sqrt(var)
     return evaluate(model, ((x + noise).clamp(0, 1), y), batch_size=batch_size)
@@ -101,7 +106,7 @@ def optimizer_study(
             add = lambda kind, strength, value, metric='accuracy': rows.append(dict(
                 optimizer=opt, seed=seed, lr=lr, valid_acc=vacc, perturbation=kind, strength=strength, metric=metric, value=value))
             add('clean', 0.0, evaluate(model, (x, y)))
-            for v in gauss_vars: add('gaussian', v, _gaussian_accuracy(model, x, y, v, seed=1234))
+            for v in gauss_vars: add('gaussian', v, gaussian_accuracy(model, x, y, v, seed=1234))
             for norm, epss in (('l2', l2_eps), ('linf', linf_eps)):
                 for e in epss: add(norm, e, evaluate(model, (xa, ya), pgd, eps=e, norm=norm, steps=attack_steps))
             if band_sigma is not None:
@@ -219,7 +224,7 @@ def fashion_mnist_job(
     t_train = time.time() - t0
     x, y = te.x.to(dev), te.y.to(dev)
     acc = {'clean': evaluate(model, (x, y))}
-    for v in protocol.gauss_vars: acc[f'gaussian {v:g}'] = _gaussian_accuracy(model, x, y, v, seed=protocol.gauss_seed)
+    for v in protocol.gauss_vars: acc[f'gaussian {v:g}'] = gaussian_accuracy(model, x, y, v, seed=protocol.gauss_seed)
     xa, ya, detail = x[:protocol.n_attack], y[:protocol.n_attack], {}
     for norm, epss in (('l2', protocol.l2_eps), ('linf', protocol.linf_eps)):
         for e in epss:
