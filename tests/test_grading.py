@@ -17,7 +17,7 @@ BASE = ('import math, copy\nimport numpy as np\nimport torch\nimport torch.nn.fu
 # key -> [(what the mistake is, text of the solution, the mistaken text)]
 MUTANTS = {
     'fgm': [('the sign step of FGSM (wrong norm)', "steepest_ascent(g, 'l2')", "steepest_ascent(g, 'linf')"),
-            ('ignores targeted', "loss_fn or _ce, targeted)", "loss_fn or _ce, False)"),
+            ('ignores targeted', "loss_fn=loss_fn, targeted=targeted)", "loss_fn=loss_fn, targeted=False)"),
             ('forgets eval mode', "with eval_guard(model): _, g =", "_, g ="),
             ('no projection', "return project(x + eps * steepest_ascent(g, 'l2'), x, eps, 'l2').detach()", "return (x + eps * steepest_ascent(g, 'l2')).detach()")],
     'trades-kl': [('KL the wrong way round', "(log_p.exp() * (log_p - log_q))", "(log_q.exp() * (log_q - log_p))"),
