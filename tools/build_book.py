@@ -262,10 +262,10 @@ def main(argv=None):
             for fn, f in futs.items(): results[fn] = f.result(); _report(fn)
     else:
         for fn in chapters_first: results[fn] = execute(fn, skip, nb_res(fn)); _report(fn)
+    os.environ['ROBUST_NB_RESULTS'] = str(res_dir)      # the pages that read every chapter's records read the build's folder
     for stem in LAST:
         for fn in fns:
-            if fn.stem == stem: results[fn] = execute(fn, skip, nb_res(fn)); _report(fn)
-    os.environ['ROBUST_NB_RESULTS'] = str(res_dir)
+            if fn.stem == stem: results[fn] = execute(fn, skip, None); _report(fn)
     from nbconvert import HTMLExporter
     import nbformat
     exporter = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True,
