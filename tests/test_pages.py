@@ -107,3 +107,18 @@ def _problems(f:Path) -> list[str]:
 def test_built_page_is_clean(f):
     problems = _problems(f)
     assert not problems, f"{f.relative_to(BOOK)} shows readers:\n" + '\n'.join(problems[:20])
+
+def test_index_shows_this_builds_claims():
+    "The index's replication table reads the claims the chapters of this build recorded (a build whose index read an empty folder showed 'tiny: 0 of 0')."
+    idx, timings = BOOK / 'executed' / 'index.ipynb', BOOK / 'timings.json'
+    if not idx.exists() or not timings.exists(): pytest.skip(f'no built index under {BOOK}')
+    from robust_nb.book import record_sites
+    ran = {Path(n).stem for n, t in json.loads(timings.read_text())['notebooks'].items() if t['ok']}
+    recording = set(record_sites().notebook) & ran
+    if not recording: pytest.skip('this build ran no chapter that records claims')
+    text = ''.join(''.join(o.get('data', {}).get('text/markdown', '')) for c in json.loads(idx.read_text())['cells']
+                   for o in c.get('outputs', []))
+    m = re.search(r"`(\w+)`: (\d+) of (\d+) recorded claims hold", text)
+    assert m, f"the index's replication summary is missing from {idx}"
+    assert int(m.group(3)) > 0, (f"the index shows `{m.group(1)}`: {m.group(2)} of {m.group(3)} claims although this build ran "
+                                 f"{sorted(recording)}, which record claims")
