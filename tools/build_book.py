@@ -120,7 +120,7 @@ def save_results(fn:Path, src:Path, dst:Path, preset:str, seconds:float, flags:l
         old = _records(dst / f)         # (only the builder's main process writes here, one notebook at a time)
         keep = [r for r in old if r.get('preset') != preset or (r['key'] not in mine and r['key'] in known)]
         if new or len(keep) != len(old): write_json_atomic(dst / f, keep + new)
-    for d in (p for p in src.iterdir() if p.is_dir()):
+    for d in (p for p in (src.iterdir() if src.is_dir() else ()) if p.is_dir()):   # errata/index: no folder of their own
         shutil.copytree(d, dst / d.name, dirs_exist_ok=True)
     # the load average says how busy the machine was (other jobs inflate the wall time on a shared CPU)
     run = dict(notebook=fn.name, seconds=round(seconds, 1), flags=flags, load_avg_5min=round(os.getloadavg()[1], 2), **provenance())
