@@ -86,3 +86,16 @@ def test_headline_claims_are_recorded_by_the_chapters():
     recorded = set(zip(SITES.chapter, SITES.key))
     assert not [(c, k) for c, k, _ in HEADLINE_CLAIMS if (c, k) not in recorded], \
         f"headline claims no chapter records: {[(c, k) for c, k, _ in HEADLINE_CLAIMS if (c, k) not in recorded]}"
+
+def test_saving_a_page_that_reads_the_merged_results(tmp_path):
+    """errata and index run on the build's merged results folder, not one of their own: saving their run (small/paper)
+    must still stamp runs.json (a fresh clone's `make book ROBUST_NB_PRESET=small` crashed here after every chapter ran)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('build_book', Path(__file__).resolve().parents[1] / 'tools' / 'build_book.py')
+    bb = importlib.util.module_from_spec(spec); spec.loader.exec_module(bb)
+    dst = tmp_path / 'results' / 'small'; dst.mkdir(parents=True)
+    bb.save_results(bb.NBS / 'errata.ipynb', tmp_path / 'no_folder_of_its_own', dst, 'small', 2.5, ['slow'])
+    runs = json.loads((dst / 'runs.json').read_text())
+    assert [(r['notebook'], r['seconds']) for r in runs] == [('errata.ipynb', 2.5)], runs
+    written = sorted(p.name for p in dst.iterdir() if not p.name.endswith('.lock'))
+    assert written == ['runs.json'], written
