@@ -11,8 +11,8 @@ from scipy.stats import wishart
 from .core import check_choice, check_positive_int, check_eps, dct_matrix
 
 # %% auto #0
-__all__ = ['OPTS', 'R_LABELS', 'P_LABELS', 'LinearFreqTask', 'simulate', 'gd_closed_form', 'signgd_step_416', 'signgd_paths',
-           'signgd_table', 'partition_R', 'partition_P', 'risk_ratio_interval', 'risk_ratio_bounds']
+__all__ = ['OPTS', 'R_LABELS', 'P_LABELS', 'LinearFreqTask', 'optimizer_step', 'simulate', 'gd_closed_form', 'signgd_step_416',
+           'signgd_paths', 'signgd_table', 'partition_R', 'partition_P', 'risk_ratio_interval', 'risk_ratio_bounds']
 
 # %% ../nbs/04c_signgd.ipynb #b95dcf41
 def _dct(d:int) -> np.ndarray:
@@ -64,9 +64,32 @@ class LinearFreqTask:
         s2 = ((w - self.w_star)**2 * self.sigma2).sum(-1); nw = np.linalg.norm(w, axis=-1)
         return 0.5*s2 + eps*np.sqrt(2/np.pi*s2)*nw + 0.5*eps**2*nw**2
 
-# %% ../nbs/04c_signgd.ipynb #20b3c9f5
+# %% ../nbs/04c_signgd.ipynb #ca338e79
 OPTS = ('gd', 'signgd', 'adam', 'rmsprop')
 
+def optimizer_step(opt:str,            # 'gd', 'signgd', 'adam' or 'rmsprop'
+                   w, g,               # the weight and its gradient
+                   m, v,               # Adam's first and second moments (RMSProp uses `v`); zeros before step 0
+                   t:int,              # the step's number, from 0 (Adam's bias correction)
+                   *,
+                   lr:float,           # learning rate $\eta$
+                   betas=(0.9, 0.999), # Adam's $(\beta_1,\beta_2)$
+                   alpha:float=0.99,   # RMSProp's smoothing constant
+                   eps:float=1e-8,     # Adam/RMSProp $\epsilon$
+                  ) -> tuple:
+    "One update of `opt` (PyTorch's definitions and defaults for Adam and RMSProp); returns the new `(w, m, v)`."
+    if opt == 'gd': return w - lr * g, m, v
+    if opt == 'signgd': return w - lr * np.sign(g), m, v      # (4.3)
+    if opt == 'adam':
+        b1, b2 = betas
+        m = b1 * m + (1 - b1) * g; v = b2 * v + (1 - b2) * g * g
+        return w - (lr / (1 - b1**(t + 1))) * m / (np.sqrt(v / (1 - b2**(t + 1))) + eps), m, v
+    if opt == 'rmsprop':
+        v = alpha * v + (1 - alpha) * g * g
+        return w - lr * g / (np.sqrt(v) + eps), m, v
+    raise ValueError(f"opt got {opt!r}; expected one of {OPTS}")
+
+# %% ../nbs/04c_signgd.ipynb #20b3c9f5
 def _batch_second_moments(task, n:int, size:int, rng, sampler:str='wishart') -> np.ndarray:
     "`size` spatial-domain minibatch second moments $\\frac1n X^\\top X$, each from `n` fresh samples."
     d, rel = task.d, np.flatnonzero(task.rel); k = rel.size
@@ -105,21 +128,13 @@ def simulate(task:LinearFreqTask,
     out = np.empty((steps // every + 1, task.d)); out[0] = w
     rng = np.random.default_rng(seed)
     m, v = np.zeros(task.d), np.zeros(task.d)
-    b1, b2 = betas; S = task.Sigma; G = None
-    sign, sqrt, dot = np.sign, np.sqrt, np.dot
+    S, G = task.Sigma, None
     for t in range(steps):
         if batch is not None:
             if t % chunk == 0: G = _batch_second_moments(task, batch, min(chunk, steps - t), rng, sampler)
             S = G[t % chunk]
-        g = dot(S, w - ws)                              # gradient of the (minibatch) squared loss
-        if opt == 'gd': w = w - lr * g
-        elif opt == 'signgd': w = w - lr * sign(g)      # (4.3)
-        elif opt == 'adam':
-            m = b1 * m + (1 - b1) * g; v = b2 * v + (1 - b2) * g * g
-            w = w - (lr / (1 - b1**(t + 1))) * m / (sqrt(v / (1 - b2**(t + 1))) + eps)
-        else:
-            v = alpha * v + (1 - alpha) * g * g
-            w = w - lr * g / (sqrt(v) + eps)
+        g = np.dot(S, w - ws)                           # gradient of the (minibatch) squared loss
+        w, m, v = optimizer_step(opt, w, g, m, v, t, lr=lr, betas=betas, alpha=alpha, eps=eps)
         if (t + 1) % every == 0: out[(t + 1) // every] = w
     return task.to_freq(out)
 
@@ -186,9 +201,7 @@ def signgd_table(n_search:int=20000, seed:int=0) -> pd.DataFrame:
                              '|A| vs |B|': 'n/a' if not valid else ('|A|=|B|=0' if sa == sp == sm == 0 else '|A|>|B|' if sp == sm == sa != 0 else '|A|<|B|' if sp == -sm and sp != 0 else '|A|=|B|')})
     return pd.DataFrame(rows)
 
-# %% ../nbs/04c_signgd.ipynb #1dc407d6
-R_LABELS = ('R11', 'R12', 'R21', 'R22', 'R23', 'R31', 'R32', 'R33', 'R34')
-
+# %% ../nbs/04c_signgd.ipynb #69c6a3c4
 def _min_shift(B, step, parity):
     "$\\min_k |B + k\\,\\mathrm{step}|$ over nonzero even (`parity=0`) or odd (`parity=1`) integers $k$."
     u = -B / step; best = np.full(np.shape(B), np.inf)
@@ -197,6 +210,9 @@ def _min_shift(B, step, parity):
         if parity == 0: k = np.where(k == 0, np.inf, k)
         best = np.minimum(best, np.abs(B + np.where(np.isinf(k), np.inf, k) * step))
     return best
+
+# %% ../nbs/04c_signgd.ipynb #1dc407d6
+R_LABELS = ('R11', 'R12', 'R21', 'R22', 'R23', 'R31', 'R32', 'R33', 'R34')
 
 def _R_masks(A, B, s0, s1, eta):
     "Boolean masks of the nine subpartitions of App. 4.D.2 (exactly as defined; they may overlap)."

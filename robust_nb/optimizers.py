@@ -21,22 +21,23 @@ from .frequency import band_accuracy_drop, lipschitz_upper_bound
 from .book import committed_results, provenance, write_json_atomic
 
 # %% auto #0
-__all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'gaussian_accuracy', 'train_best_of_grid',
-           'optimizer_study', 'accuracy_table', 'thesis_header', 'table_4_3', 'FashionMnistProtocol', 'flip_collate',
-           'fashion_mnist_job', 'fashion_mnist_row', 'claim_job', 'run_missing_jobs', 'fashion_mnist_table']
+__all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'validation_split', 'train_best_of_grid',
+           'gaussian_accuracy', 'perturbation_metrics', 'optimizer_study', 'accuracy_table', 'thesis_header',
+           'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'fashion_mnist_job', 'fashion_mnist_row', 'claim_job',
+           'run_missing_jobs', 'fashion_mnist_table']
+
+# %% ../nbs/04b_optimizers.ipynb #5b9fce3c
+def validation_split(
+    train_ds,                   # the training set
+    valid_fraction:float=0.2,   # share held out for model selection
+) -> tuple:
+    "`(train, valid)` subsets of `train_ds`: the first `valid_fraction` of a permutation drawn with seed 0 is the validation set, the same for every run."
+    if not 0 < valid_fraction < 1: raise ValueError(f"valid_fraction got {valid_fraction!r}; expected a number in (0, 1)")
+    perm = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(0)).tolist()
+    n_val = max(1, int(round(valid_fraction * len(train_ds))))
+    return Subset(train_ds, perm[n_val:]), Subset(train_ds, perm[:n_val])
 
 # %% ../nbs/04b_optimizers.ipynb #9da50e29
-def gaussian_accuracy(
-    model, x, y,            # a classifier and the examples (the whole test set in Table 4.3)
-    var:float,              # the noise variance sigma^2 (Table 4.3: 0.001, 0.005, 0.01)
-    seed:int,               # fixes the noise draw (the same draw for every model compared)
-    batch_size:int=512,
-) -> float:
-    "Accuracy on `clip(x + N(0, var I), 0, 1)` (Table 4.3's Gaussian columns) with a noise draw fixed by `seed`."
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device) * math.sqrt(var)
-    return evaluate(model, ((x + noise).clamp(0, 1), y), batch_size=batch_size)
-
 def train_best_of_grid(
     make_model,                 # `() -> nn.Module`
     train_dl, valid_dl,
@@ -59,6 +60,39 @@ def train_best_of_grid(
     if best[0] is None: raise ValueError(f"every learning rate in {list(lrs)} diverged for opt={opt!r}; expected at least one to train")
     return best
 
+# %% ../nbs/04b_optimizers.ipynb #72addf59
+def gaussian_accuracy(
+    model, x, y,            # a classifier and the examples (the whole test set in Table 4.3)
+    var:float,              # the noise variance sigma^2 (Table 4.3: 0.001, 0.005, 0.01)
+    seed:int,               # fixes the noise draw (the same draw for every model compared)
+    batch_size:int=512,
+) -> float:
+    "Accuracy on `clip(x + N(0, var I), 0, 1)` (Table 4.3's Gaussian columns) with a noise draw fixed by `seed`."
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device) * math.sqrt(var)
+    return evaluate(model, ((x + noise).clamp(0, 1), y), batch_size=batch_size)
+
+# %% ../nbs/04b_optimizers.ipynb #382f12de
+def perturbation_metrics(
+    model, x, y,                    # a selected model (eval mode) and the examples of the clean and Gaussian columns
+    xa, ya,                         # the examples attacked (l2/linf PGD) and given band-limited noise
+    *, gauss_vars, l2_eps, linf_eps, attack_steps:int,     # as in `optimizer_study`
+    band_sigma:float|None, n_bands:int, band_k:int, lipschitz:bool,
+) -> list:
+    "One model's measurements for Table 4.3 (accuracies), Fig 4.6 (band drops) and Table 4.1 (Lipschitz bound): dicts of perturbation, strength, metric, value."
+    rows = []
+    add = lambda kind, strength, value, metric='accuracy': rows.append(dict(perturbation=kind, strength=strength, metric=metric, value=value))
+    add('clean', 0.0, evaluate(model, (x, y)))
+    for v in gauss_vars: add('gaussian', v, gaussian_accuracy(model, x, y, v, seed=1234))
+    for norm, epss in (('l2', l2_eps), ('linf', linf_eps)):
+        for e in epss: add(norm, e, evaluate(model, (xa, ya), pgd, eps=e, norm=norm, steps=attack_steps))
+    if band_sigma is not None:
+        drops = band_accuracy_drop(model, xa, ya, sigma=band_sigma, n_bands=n_bands, k=band_k,
+                                   generator=torch.Generator(device=xa.device).manual_seed(4321))
+        for b, d in enumerate(drops.tolist()): add('band', b, d, 'accuracy_drop')
+    if lipschitz: add('lipschitz', 0.0, lipschitz_upper_bound(model, tuple(x.shape[1:])), 'lipschitz_bound')
+    return rows
+
 # %% ../nbs/04b_optimizers.ipynb #50501893
 def optimizer_study(
     train_ds,                               # training set (a Dataset; `.x`/`.y` tensors are used directly when present)
@@ -66,18 +100,13 @@ def optimizer_study(
     *,
     make_model,                             # `() -> nn.Module`, a fresh model
     lr_grid:dict,                           # {optimizer name: learning rates}, e.g. {'sgd': [0.1], 'adam': [5e-4], 'rmsprop': [5e-4]}
-    seeds=(0, 1, 2),
-    epochs:int=10,
-    batch_size:int=64,
+    seeds=(0, 1, 2), epochs:int=10, batch_size:int=64,
     sched=None,                             # e.g. {'name': 'step', 'milestones': [100, 150], 'gamma': 0.1} (App. 4.A)
     valid_fraction:float=0.2,               # share of `train_ds` held out for model selection
     gauss_vars=(0.01, 0.05, 0.1),           # sigma^2 of the Gaussian perturbations (Table 4.3)
-    l2_eps=(0.5, 0.7, 1.0),
-    linf_eps=(0.05, 0.07, 0.1),
-    attack_steps:int=10,
+    l2_eps=(0.5, 0.7, 1.0), linf_eps=(0.05, 0.07, 0.1), attack_steps:int=10,
     band_sigma:float|None=None,             # sigma of the band-limited noise; None skips the band curve
-    n_bands:int=10,
-    band_k:int=10,
+    n_bands:int=10, band_k:int=10,
     lipschitz:bool=True,                    # compute the Lipschitz upper bound (4.20)
     n_eval:int|None=None,                   # test examples used (None: all)
     n_attack:int|None=None,                 # of those, the first `n_attack` get the l2/linf attacks and the band curve (None: all)
@@ -87,13 +116,9 @@ def optimizer_study(
     "Fig 4.1 / Tables 4.1, 4.3: per optimizer x seed x perturbation, the accuracy (or band drop, or Lipschitz bound) of the best-validation model."
     for name in lr_grid: check_choice(name, OPTIMIZERS, 'lr_grid key')
     epochs, attack_steps = check_positive_int(epochs, 'epochs'), check_positive_int(attack_steps, 'attack_steps')
-    if not 0 < valid_fraction < 1: raise ValueError(f"valid_fraction got {valid_fraction!r}; expected a number in (0, 1)")
     dev = get_device(device)
-    perm = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(0)).tolist()
-    n_val = max(1, int(round(valid_fraction * len(train_ds))))
-    tr, va = Subset(train_ds, perm[n_val:]), Subset(train_ds, perm[:n_val])
-    x, y = dataset_tensors(test_ds, n=n_eval)
-    x, y = x.to(dev), y.to(dev)
+    tr, va = validation_split(train_ds, valid_fraction)
+    x, y = (t.to(dev) for t in dataset_tensors(test_ds, n=n_eval))
     xa, ya = (x, y) if n_attack is None else (x[:check_positive_int(n_attack, 'n_attack')], y[:n_attack])
     rows = []
     for opt, lrs in lr_grid.items():
@@ -103,17 +128,9 @@ def optimizer_study(
                                                  sched=sched, device=dev)
             model.eval()
             if keep_models is not None: keep_models[opt, seed] = model
-            add = lambda kind, strength, value, metric='accuracy': rows.append(dict(
-                optimizer=opt, seed=seed, lr=lr, valid_acc=vacc, perturbation=kind, strength=strength, metric=metric, value=value))
-            add('clean', 0.0, evaluate(model, (x, y)))
-            for v in gauss_vars: add('gaussian', v, gaussian_accuracy(model, x, y, v, seed=1234))
-            for norm, epss in (('l2', l2_eps), ('linf', linf_eps)):
-                for e in epss: add(norm, e, evaluate(model, (xa, ya), pgd, eps=e, norm=norm, steps=attack_steps))
-            if band_sigma is not None:
-                drops = band_accuracy_drop(model, xa, ya, sigma=band_sigma, n_bands=n_bands, k=band_k,
-                                           generator=torch.Generator(device=xa.device).manual_seed(4321))
-                for b, d in enumerate(drops.tolist()): add('band', b, d, 'accuracy_drop')
-            if lipschitz: add('lipschitz', 0.0, lipschitz_upper_bound(model, tuple(x.shape[1:])), 'lipschitz_bound')
+            rows += [dict(optimizer=opt, seed=seed, lr=lr, valid_acc=vacc, **r) for r in perturbation_metrics(
+                model, x, y, xa, ya, gauss_vars=gauss_vars, l2_eps=l2_eps, linf_eps=linf_eps, attack_steps=attack_steps,
+                band_sigma=band_sigma, n_bands=n_bands, band_k=band_k, lipschitz=lipschitz)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/04b_optimizers.ipynb #d583bd69
@@ -269,6 +286,7 @@ def claim_job(
     except BlockingIOError: f.close(); return None
     return f                                     # the claim lasts until f is closed or the process ends, however it ends
 
+# %% ../nbs/04b_optimizers.ipynb #1c71c917
 def run_missing_jobs(
     results,                         # folder of job files; each finished job writes {opt}_seed{seed}.json there
     *,

@@ -2,8 +2,9 @@
 import math
 import numpy as np, pytest
 from hypothesis import given, settings, assume, strategies as st
-from robust_nb.linear import (LinearFreqTask, simulate, gd_closed_form, signgd_step_416, signgd_table, partition_R,
-                              partition_P, risk_ratio_bounds, risk_ratio_interval, R_LABELS, P_LABELS, _min_shift, _P_masks)
+from robust_nb.linear import (LinearFreqTask, simulate, optimizer_step, gd_closed_form, signgd_step_416, signgd_table,
+                              partition_R, partition_P, risk_ratio_bounds, risk_ratio_interval, R_LABELS, P_LABELS, _min_shift,
+                              _P_masks)
 from robust_nb.appendix_4d import SignGDTrials, STATEMENTS, verify_appendix_4d
 
 unit = st.floats(-1, 1, allow_nan=False)
@@ -169,6 +170,7 @@ def test_risk_ratio_interval_matches_bounds():
     (lambda: LinearFreqTask([1, -1, 0], [1, 1, 0]), 'sigma2'),
     (lambda: LinearFreqTask([1, 1, 0], [1, np.nan, 0]), 'w_star'),
     (lambda: simulate(LinearFreqTask([1, 1, 0], [1, 1, 0]), [0, 0, 0], lr=0.1, steps=5, opt='sgd'), 'opt'),
+    (lambda: optimizer_step('sgd', np.zeros(3), np.ones(3), 0, 0, 0, lr=0.1), 'opt'),
     (lambda: simulate(LinearFreqTask([1, 1, 0], [1, 1, 0]), [0, 0], lr=0.1, steps=5), 'w0'),
     (lambda: simulate(LinearFreqTask([1, 1, 0], [1, 1, 0]), [0, 0, 0], lr=-0.1, steps=5), 'lr'),
     (lambda: partition_R(0.1, 0.1, 1.0, 0.0, 1.0), 's1'),
