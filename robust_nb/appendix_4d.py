@@ -43,13 +43,24 @@ class _Trials:
     def in_regime(self, regime:str): return np.ones(len(self), bool)
     def is_generic(self): return np.ones(len(self), bool)
 
-# %% ../nbs/04d_appendix_4d.ipynb #0d38bc22
+# %% ../nbs/04d_appendix_4d.ipynb #24caef94
 @dataclass
-class SignGDTrials(_Trials):
-    "Trials of population signGD (4.15) on $\\tilde\\Sigma=\\mathrm{diag}(\\tilde\\sigma_0^2,\\tilde\\sigma_1^2,0)$, one array entry per trial."
+class _Rates(_Trials):
+    "The spectrum $\\tilde\\Sigma=\\mathrm{diag}(\\tilde\\sigma_0^2,\\tilde\\sigma_1^2,0)$ and learning rate of each trial: what every signGD trial starts with."
     sigma0_sq: np.ndarray  # $\tilde\sigma_0^2$
     sigma1_sq: np.ndarray  # $\tilde\sigma_1^2$
     eta: np.ndarray        # learning rate $\eta$
+    @property
+    def A_unit(self): "$\\tilde\\sigma_0^2\\eta$ ($A$ moves by thirds of it)."; return self.sigma0_sq * self.eta
+    @property
+    def B_unit(self): "$\\tilde\\sigma_1^2\\eta$ ($B$ moves by halves of it)."; return self.sigma1_sq * self.eta
+    @property
+    def ratio(self): "$r=\\tilde\\sigma_1^2/\\tilde\\sigma_0^2$."; return self.sigma1_sq / self.sigma0_sq
+
+# %% ../nbs/04d_appendix_4d.ipynb #0d38bc22
+@dataclass
+class SignGDTrials(_Rates):
+    "Trials of population signGD (4.15) on $\\tilde\\Sigma=\\mathrm{diag}(\\tilde\\sigma_0^2,\\tilde\\sigma_1^2,0)$, one array entry per trial."
     A0: np.ndarray         # $A(0)=\tilde\sigma_0^2\tilde e_0(0)/\sqrt3$
     B0: np.ndarray         # $B(0)=\tilde\sigma_1^2\tilde e_1(0)/\sqrt2$
     e2_0: np.ndarray       # $\tilde e_2(0)$, the irrelevant frequency's initial error
@@ -58,12 +69,6 @@ class SignGDTrials(_Trials):
         "Trials in units $\\tilde\\sigma_0^2=\\eta=1$, $\\tilde\\sigma_1^2=$ `ratio` (scalars or arrays, broadcast)."
         A0, B0, ratio, e2_0 = np.broadcast_arrays(*(np.atleast_1d(np.asarray(x, float)) for x in (A0, B0, ratio, e2_0)))
         one = np.ones_like(A0); return cls(one, ratio, one, A0, B0, e2_0)
-    @property
-    def A_unit(self): "$\\tilde\\sigma_0^2\\eta$ ($A$ moves by thirds of it)."; return self.sigma0_sq * self.eta
-    @property
-    def B_unit(self): "$\\tilde\\sigma_1^2\\eta$ ($B$ moves by halves of it)."; return self.sigma1_sq * self.eta
-    @property
-    def ratio(self): "$r=\\tilde\\sigma_1^2/\\tilde\\sigma_0^2$."; return self.sigma1_sq / self.sigma0_sq
     def normalised(self):
         "Scale-free form ($\\tilde\\sigma_0^2=\\eta=1$): the dynamics of $(A,B)/\\tilde\\sigma_0^2\\eta$ only depend on $r$."
         u, one = self.A_unit, np.ones_like(self.sigma0_sq)
@@ -83,11 +88,8 @@ class SignGDTrials(_Trials):
 
 # %% ../nbs/04d_appendix_4d.ipynb #f2bae496
 @dataclass
-class RiskRatioTrials(_Trials):
+class RiskRatioTrials(_Rates):
     "Tasks in the regime of (4.19): $\\tilde w^*=(\\tilde w^*_0,\\tilde w^*_1,0)$ and initial weights $\\tilde w(0)$, one entry per trial."
-    sigma0_sq: np.ndarray  # $\tilde\sigma_0^2$
-    sigma1_sq: np.ndarray  # $\tilde\sigma_1^2$
-    eta: np.ndarray        # learning rate $\eta$
     w_star0: np.ndarray    # $\tilde w^*_0$
     w_star1: np.ndarray    # $\tilde w^*_1$
     w_init0: np.ndarray    # $\tilde w_0(0)$

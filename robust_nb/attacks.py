@@ -32,6 +32,13 @@ def _validate(model, x, y, eps, norm=None, targeted=False):
 
 
 # %% ../nbs/02_attacks.ipynb #8084b573
+def _fast_gradient(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, norm:str, targeted:bool, loss_fn:Callable|None) -> Tensor:
+    "One steepest-ascent step of length `eps` in `norm` from `x` (2.1, 2.2), in eval mode, projected onto the ball ∩ [0, 1]."
+    eps, norm = _validate(model, x, y, eps, norm, targeted=targeted)   # the large-eps warning of `norm`'s ball
+    x = x.detach()
+    with eval_guard(model): _, g = input_grad(model, x, y, loss_fn=loss_fn, targeted=targeted)
+    return project(x + eps * steepest_ascent(g, norm), x, eps, norm).detach()
+
 @on_model_device
 def fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
          eps:float,                  # radius of the linf ball
@@ -39,24 +46,19 @@ def fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
          loss_fn:Callable|None=None, # `loss_fn(logits, y)` -> per-example losses; default cross-entropy
         ) -> Tensor:
     "Fast gradient sign method (2.1): `x + eps * sign(grad_x loss)`, clipped to [0, 1]."
-    eps, _ = _validate(model, x, y, eps, targeted=targeted)
-    x = x.detach()
-    with eval_guard(model): _, g = input_grad(model, x, y, loss_fn=loss_fn, targeted=targeted)
-    return project(x + eps * steepest_ascent(g, 'linf'), x, eps, 'linf').detach()
+    return _fast_gradient(model, x, y, eps=eps, norm='linf', targeted=targeted, loss_fn=loss_fn)
 
 # %% ../nbs/02_attacks.ipynb #516ceb1d
 @on_model_device
 def fgm(model:nn.Module, x:Tensor, y:Tensor, *,
-        eps:float,                  # radius of the l2 ball
+        eps:float,                  # radius of the `norm` ball
+        norm:str='l2',              # 'l2' (FGM, 2.2) or 'linf' (then it is `fgsm`, 2.1)
         targeted:bool=False,        # if True, `y` holds target classes and the loss is decreased
         loss_fn:Callable|None=None, # `loss_fn(logits, y)` -> per-example losses; default cross-entropy
        ) -> Tensor:
     "Fast gradient method (2.2), the l2 version of FGSM: `x + eps * g / ||g||_2`, clipped to [0, 1]."
     # BEGIN SOLUTION
-    eps, _ = _validate(model, x, y, eps, targeted=targeted)
-    x = x.detach()
-    with eval_guard(model): _, g = input_grad(model, x, y, loss_fn=loss_fn, targeted=targeted)
-    return project(x + eps * steepest_ascent(g, 'l2'), x, eps, 'l2').detach()
+    return _fast_gradient(model, x, y, eps=eps, norm=norm, targeted=targeted, loss_fn=loss_fn)
     # END SOLUTION
 
 # %% ../nbs/02_attacks.ipynb #98284edb
@@ -161,12 +163,36 @@ def bim(model:nn.Module, x:Tensor, y:Tensor, *,
     return pgd(model, x, y, eps=eps, alpha=(check_eps(eps) / steps if alpha is None else alpha), steps=steps,
                norm='linf', random_start=False, targeted=targeted, loss_fn=loss_fn)
 
-# %% ../nbs/02_attacks.ipynb #35b52af4
+# %% ../nbs/02_attacks.ipynb #f8255e1a
 def _cw_margin(logits:Tensor, y:Tensor, targeted:bool, kappa:float) -> Tensor:
     "The CW objective g of (2.6): how far the label `y` is from losing (untargeted) or winning (targeted), floored at -kappa."
     z_y = logits.gather(1, y[:, None]).squeeze(1)
     z_other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float('-inf')).amax(1)
     return (z_other - z_y if targeted else z_y - z_other).clamp_min(-kappa)
+
+def _cw_round(model, x:Tensor, y:Tensor, w0:Tensor, cs:Tensor, best:Tensor, best_norm:Tensor, *,
+              steps:int, lr:float, kappa:float, targeted:bool) -> tuple[Tensor, Tensor, Tensor]:
+    "One round of CW (2.6) at the per-example constants `cs`: `steps` Adam steps on w from `w0` (call under `eval_guard`); `(found, best, best_norm)`, the best kept per example."
+    w = w0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for _ in range(steps):
+        x_adv = (torch.tanh(w) + 1) / 2
+        logits = model(x_adv)
+        dist = (x_adv - x).flatten(1).pow(2).sum(1)
+        g = _cw_margin(logits, y, targeted, kappa)
+        loss = (dist + cs * g).sum()
+        opt.zero_grad(set_to_none=True)
+        w.grad, = torch.autograd.grad(loss, w)
+        opt.step()
+        with torch.no_grad():
+            pred = logits.argmax(1)
+            ok = ((pred == y) if targeted else (pred != y)) & (g <= -kappa)   # success: margin >= kappa
+            better = ok & (dist.sqrt() < best_norm)
+            best = torch.where(per_example(better, x), x_adv.detach(), best)
+            best_norm = torch.where(better, dist.sqrt().detach(), best_norm)
+            found |= ok
+    return found, best, best_norm
 
 # %% ../nbs/02_attacks.ipynb #552f9ef9
 @on_model_device
@@ -193,25 +219,8 @@ def cw_l2(model:nn.Module, x:Tensor, y:Tensor, *,
     w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     with eval_guard(model):
         for _ in range(binary_steps):
-            w = w0.clone().requires_grad_(True)
-            opt = torch.optim.Adam([w], lr=lr)
-            found = torch.zeros(n, dtype=torch.bool, device=x.device)
-            for _ in range(steps):
-                x_adv = (torch.tanh(w) + 1) / 2
-                logits = model(x_adv)
-                dist = (x_adv - x).flatten(1).pow(2).sum(1)
-                g = _cw_margin(logits, y, targeted, kappa)
-                loss = (dist + cs * g).sum()
-                opt.zero_grad(set_to_none=True)
-                w.grad, = torch.autograd.grad(loss, w)
-                opt.step()
-                with torch.no_grad():
-                    pred = logits.argmax(1)
-                    ok = ((pred == y) if targeted else (pred != y)) & (g <= -kappa)   # success: margin >= kappa
-                    better = ok & (dist.sqrt() < best_norm)
-                    best = torch.where(per_example(better, x), x_adv.detach(), best)
-                    best_norm = torch.where(better, dist.sqrt().detach(), best_norm)
-                    found |= ok
+            found, best, best_norm = _cw_round(model, x, y, w0, cs, best, best_norm, steps=steps, lr=lr, kappa=kappa,
+                                               targeted=targeted)
             upper = torch.where(found, torch.minimum(upper, cs), upper)   # bisection on c, per example
             lower = torch.where(found, lower, torch.maximum(lower, cs))
             cs = torch.where(upper < 1e9, (lower + upper) / 2, cs * 10)
@@ -243,6 +252,40 @@ def _simba_directions(idx:Tensor, shape, basis:str, dct:tuple|None, dtype) -> Te
     dirs[rows, c] = dct[0][u][:, :, None] * dct[1][v][:, None, :]
     return dirs
 
+# %% ../nbs/02_attacks.ipynb #8e5c5eaf
+def _class_prob(model, z:Tensor, y:Tensor) -> tuple[Tensor, Tensor]:
+    "The probability `model` gives class `y` on each of `z`, and its predictions: one query per example."
+    probs = torch.softmax(model(z), 1)
+    return probs.gather(1, y[:, None]).squeeze(1), probs.argmax(1)
+
+def _simba_search(model, x:Tensor, y:Tensor, *, basis:str, dct:tuple|None, eps:float, norm:str, step:float,
+                  max_queries:int, targeted:bool) -> tuple[Tensor, Tensor]:
+    "SimBA's search from `x` (call under `eval_guard` and `no_grad`): `(x_adv, queries)`."
+    shape = tuple(x.shape[1:])
+    sign = 1.0 if targeted else -1.0                  # the direction in which p_y must move
+    x_adv = x.clone()
+    p, pred = _class_prob(model, x, y)
+    queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
+    done = (pred == y) if targeted else (pred != y)
+    order = _simba_order(x, basis)
+    for k in range(order.shape[1]):
+        for s in (-1.0, 1.0):                     # try -step first, then +step where -step did not help
+            if s < 0: todo = (~done) & (queries < max_queries)
+            else: todo = todo & ~improved & (queries < max_queries)
+            a = todo.nonzero().squeeze(1)
+            if a.numel() == 0: improved = torch.zeros_like(done); continue
+            dirs = _simba_directions(order[a, k], shape, basis, dct, x.dtype)
+            cand = project(x_adv[a] + s * step * dirs, x[a], eps, norm)
+            pc, predc = _class_prob(model, cand, y[a])
+            queries[a] += 1
+            better = (pc - p[a]) * sign > 0
+            sel = a[better]
+            x_adv[sel], p[sel] = cand[better], pc[better]
+            done[sel] = (predc[better] == y[sel]) if targeted else (predc[better] != y[sel])
+            improved = torch.zeros_like(done); improved[sel] = True
+        if bool(((done) | (queries >= max_queries)).all()): break
+    return x_adv, queries
+
 # %% ../nbs/02_attacks.ipynb #f2c417d6
 @on_model_device
 def simba(model:nn.Module, x:Tensor, y:Tensor, *,
@@ -265,33 +308,9 @@ def simba(model:nn.Module, x:Tensor, y:Tensor, *,
     step = check_eps(step, 'step')
     dct = (dct_matrix(shape[1], dtype=x.dtype, device=x.device), dct_matrix(shape[2], dtype=x.dtype, device=x.device)) \
           if basis == 'dct' else None
-    x = x.detach()
-    sign = 1.0 if targeted else -1.0                  # the direction in which p_y must move
-    x_adv = x.clone()
     with eval_guard(model), torch.no_grad():
-        def query(z, yy):
-            probs = torch.softmax(model(z), 1)
-            return probs.gather(1, yy[:, None]).squeeze(1), probs.argmax(1)
-        p, pred = query(x, y)
-        queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
-        done = (pred == y) if targeted else (pred != y)
-        order = _simba_order(x, basis)
-        for k in range(order.shape[1]):
-            for s in (-1.0, 1.0):                     # try -step first, then +step where -step did not help
-                if s < 0: todo = (~done) & (queries < max_queries)
-                else: todo = todo & ~improved & (queries < max_queries)
-                a = todo.nonzero().squeeze(1)
-                if a.numel() == 0: improved = torch.zeros_like(done); continue
-                dirs = _simba_directions(order[a, k], shape, basis, dct, x.dtype)
-                cand = project(x_adv[a] + s * step * dirs, x[a], eps, norm)
-                pc, predc = query(cand, y[a])
-                queries[a] += 1
-                better = (pc - p[a]) * sign > 0
-                sel = a[better]
-                x_adv[sel], p[sel] = cand[better], pc[better]
-                done[sel] = (predc[better] == y[sel]) if targeted else (predc[better] != y[sel])
-                improved = torch.zeros_like(done); improved[sel] = True
-            if bool(((done) | (queries >= max_queries)).all()): break
+        x_adv, queries = _simba_search(model, x.detach(), y, basis=basis, dct=dct, eps=eps, norm=norm, step=step,
+                                       max_queries=max_queries, targeted=targeted)
     return (x_adv, queries) if return_queries else x_adv
 
 # %% ../nbs/02_attacks.ipynb #0b288297

@@ -87,6 +87,12 @@ def upsert_record(
         write_json_atomic(path, rows)
     return rows
 
+# %% ../nbs/00a_book.ipynb #4f5979db
+def _read_records(path, kind:str) -> list:
+    "Every record of the `<kind>_*.json` files (e.g. `claims_3.json`) in folder `path` (None: `results_dir()`), file by file; [] without the folder."
+    d = Path(path) if path is not None else results_dir()
+    return [r for f in sorted(d.glob(f'{kind}_*.json')) for r in json.loads(f.read_text())] if d.is_dir() else []
+
 # %% ../nbs/00a_book.ipynb #16110110
 def record_claim(
     chapter:str,        # e.g. '3' or '4a'
@@ -110,9 +116,7 @@ def recorded_claims(
     path=None,          # a folder of `claims_*.json`; None: `results_dir()`
 ) -> pd.DataFrame:
     "Every claim recorded in `path`, one row per record: chapter, key, claim, thesis, ours, preset, reproduces, commit, date."
-    d = Path(path) if path is not None else results_dir()
-    rows = [r for f in sorted(d.glob('claims_*.json')) for r in json.loads(f.read_text())] if d.is_dir() else []
-    return pd.DataFrame(rows, columns=['chapter', 'key', 'claim', 'thesis', 'ours', 'preset', 'reproduces', 'commit', 'date'])
+    return pd.DataFrame(_read_records(path, 'claims'), columns=['chapter', 'key', 'claim', 'thesis', 'ours', 'preset', 'reproduces', 'commit', 'date'])
 
 # %% ../nbs/00a_book.ipynb #8f3902cd
 def _result_path(chapter:str, name:str, suffix:str) -> Path:
@@ -161,10 +165,6 @@ def _chapter_order(ch:str):
     m = re.fullmatch(r'(\d+)(.*)', str(ch))
     return (int(m.group(1)), m.group(2)) if m else (10**6, str(ch))
 
-def _claim_records(d) -> list:
-    d = Path(d)
-    return [r for f in sorted(d.glob('claims_*.json')) for r in json.loads(f.read_text())] if d.is_dir() else []
-
 # %% ../nbs/00a_book.ipynb #88480c0a
 def replication_table(
     path=None,                  # this build's records; None: `results_dir()`
@@ -174,19 +174,19 @@ def replication_table(
     keys:bool=False,            # add each claim's `key` (after `chapter`)
 ) -> pd.DataFrame:
     "Every recorded claim once: chapter, claim, thesis, then per preset our number, its verdict and its run (this build or committed, with date and commit)."
-    build = _claim_records(path if path is not None else results_dir())
+    build = _read_records(path, 'claims')
+    cols = ['chapter'] + ['key'] * keys + ['claim', 'thesis'] + [c for p in presets for c in (p, f'{p} verdict', f'{p} run')]
+    fill = {c: ('not run' if c.endswith('verdict') else '' if c.endswith(' run') else '—') for c in cols[3 + keys:]}   # a preset without the claim
     rows = {}
     for p in presets:
         com_dir = Path(committed) / p if committed is not None else committed_results(p)
         mine = {(r['chapter'], r['key']): (r, True) for r in build if r.get('preset') == p}
-        theirs = {(r['chapter'], r['key']): (r, False) for r in _claim_records(com_dir) if r.get('preset') == p}
+        theirs = {(r['chapter'], r['key']): (r, False) for r in _read_records(com_dir, 'claims') if r.get('preset') == p}
         for ck, (r, here) in {**theirs, **mine}.items():     # this build's record wins
-            t = rows.setdefault(ck, dict(chapter=r['chapter'], key=r['key'], claim=r['claim'], thesis=r['thesis']))
+            t = rows.setdefault(ck, dict(chapter=r['chapter'], key=r['key'], claim=r['claim'], thesis=r['thesis'], **fill))
             t[p], t[f'{p} verdict'], t[f'{p} run'] = r['ours'], ('holds' if r['reproduces'] else 'fails'), _run_label(r, here)
-    cols = ['chapter'] + ['key'] * keys + ['claim', 'thesis'] + [c for p in presets for c in (p, f'{p} verdict', f'{p} run')]
-    fill = {c: ('not run' if c.endswith('verdict') else '' if c.endswith(' run') else '—') for c in cols[3 + keys:]}
     order = sorted(rows, key=lambda ck: _chapter_order(ck[0]))   # stable: records keep their order within a chapter
-    return pd.DataFrame([rows[ck] for ck in order], columns=cols).fillna(fill)
+    return pd.DataFrame([rows[ck] for ck in order], columns=cols)
 
 # %% ../nbs/00a_book.ipynb #3a9f4949
 HEADLINE_CLAIMS = (('3', 'soar_vs_pgd10', 'Table 3.2'), ('3', 'soar_blackbox', 'Table 3.3'),
@@ -261,8 +261,7 @@ def errata_table(
     path=None,          # a folder of `errata_*.json`; None: `results_dir()`
 ) -> pd.DataFrame:
     "Every recorded erratum, by chapter: chapter, where, statement, found, corrected, link (`<page>.html#<section id>`)."
-    d = Path(path) if path is not None else results_dir()
-    rows = [r for f in sorted(d.glob('errata_*.json')) for r in json.loads(f.read_text())] if d.is_dir() else []
+    rows = _read_records(path, 'errata')
     cols = ['chapter', 'key', 'where', 'statement', 'found', 'corrected', 'link']
     for r in rows:
         r['link'] = (f"{r['page']}.html" if r.get('page') else '') + (f"#{section_id(r['anchor'])}" if r.get('anchor') else '')

@@ -429,26 +429,33 @@ def preset_data(
     idx = _balanced_subset(ds.y, n, check_seed(seed))
     return ImageTensorDataset(ds.x[idx], ds.y[idx], classes=ds.classes)
 
+# %% ../nbs/01a_data.ipynb #34641575
+def _check_partition(groups:dict, classes) -> list:
+    "`classes` as a list if `groups` (meta-class -> leaf class names) partitions it, else a `ValueError` naming the offending class."
+    classes = list(classes)
+    if not classes: raise ValueError("classes got an empty sequence; expected the leaf class names")
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup: raise ValueError(f"classes got duplicate class {dup[0]!r}; expected distinct class names")
+    if not isinstance(groups, dict) or not groups:
+        raise ValueError(f"groups got {groups!r}; expected a non-empty dict meta-class name -> list of class names")
+    known, owner = set(classes), {}
+    for meta, leaves in groups.items():
+        if isinstance(leaves, str) or not list(leaves):
+            raise ValueError(f"groups[{meta!r}] got {leaves!r}; expected a non-empty list of class names")
+        for c in leaves:
+            if c not in known: raise ValueError(f"groups[{meta!r}] has unknown class {c!r}; expected one of classes")
+            if c in owner: raise ValueError(f"class {c!r} is in meta-classes {owner[c]!r} and {meta!r}; expected disjoint meta-classes")
+            owner[c] = meta
+    left = [c for c in classes if c not in owner]
+    if left: raise ValueError(f"class {left[0]!r} is in no meta-class (uncovered: {left}); expected groups to cover every class")
+    return classes
+
 # %% ../nbs/01a_data.ipynb #b7b6e5b5
 class Hierarchy:
     "A partition of `classes` into named meta-classes (Chapter 5): `groups` maps meta-class -> leaf class names."
     def __init__(self, groups:dict, classes):
-        classes = list(classes)
-        if not classes: raise ValueError("classes got an empty sequence; expected the leaf class names")
-        dup = sorted({c for c in classes if classes.count(c) > 1})
-        if dup: raise ValueError(f"classes got duplicate class {dup[0]!r}; expected distinct class names")
-        if not isinstance(groups, dict) or not groups:
-            raise ValueError(f"groups got {groups!r}; expected a non-empty dict meta-class name -> list of class names")
-        index, owner = {c: i for i, c in enumerate(classes)}, {}
-        for meta, leaves in groups.items():
-            if isinstance(leaves, str) or not list(leaves):
-                raise ValueError(f"groups[{meta!r}] got {leaves!r}; expected a non-empty list of class names")
-            for c in leaves:
-                if c not in index: raise ValueError(f"groups[{meta!r}] has unknown class {c!r}; expected one of classes")
-                if c in owner: raise ValueError(f"class {c!r} is in meta-classes {owner[c]!r} and {meta!r}; expected disjoint meta-classes")
-                owner[c] = meta
-        left = [c for c in classes if c not in owner]
-        if left: raise ValueError(f"class {left[0]!r} is in no meta-class (uncovered: {left}); expected groups to cover every class")
+        classes = _check_partition(groups, classes)
+        index = {c: i for i, c in enumerate(classes)}
         self.classes, self.groups = tuple(classes), {m: tuple(v) for m, v in groups.items()}
         self.meta_names = tuple(self.groups)
         self.leaf_index = [torch.tensor([index[c] for c in v], dtype=torch.long) for v in self.groups.values()]

@@ -207,10 +207,6 @@ def load_checkpoint(
     return ckpt
 
 # %% ../nbs/01c_train.ipynb #e5821cd2
-def _model_device(model:nn.Module) -> torch.device:
-    "The device of `model`'s first parameter or buffer (the default device for a stateless model)."
-    return model_device(model) or get_device()
-
 def check_loader(dl, name:str='train_dl'):
     "`dl` unless it is a `Dataset` of single examples where a `DataLoader` of batches is expected: then a `ValueError` naming `name`."
     if isinstance(dl, Dataset) and not isinstance(dl, IterableDataset):
@@ -242,7 +238,7 @@ def evaluate(
     "Accuracy of `model` on `data`, on the clean inputs or on `attack`'s adversarial examples; model state untouched."
     if not isinstance(model, nn.Module): raise ValueError(f"model got {type(model).__name__}; expected a torch.nn.Module")
     if attack is None and kw: raise ValueError(f"evaluate got attack options {sorted(kw)} but no attack")
-    dev, correct, n = _model_device(model), 0, 0
+    dev, correct, n = model_device(model) or get_device(), 0, 0   # a stateless model: the default device
     with eval_guard(model):
         for x, y in _as_batches(data, batch_size, name):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
@@ -501,6 +497,51 @@ def _cell(v) -> str:
     if isinstance(v, float): return '—' if math.isnan(v) else f"{v:.4f}"
     return str(v)
 
+def _epoch_bar(show:bool, start:int, epochs:int, hist:list):
+    "The progress bar over epochs `start`..`epochs`, its table headed and holding the rows of `hist` (a resumed run); None if not shown."
+    if not show or start >= epochs: return None
+    mb = progress_bars()[0](range(start, epochs))
+    mb.write(_HIST_COLS, table=True)
+    for h in hist: mb.write([_cell(h[c]) for c in _HIST_COLS], table=True)
+    return mb
+
+# %% ../nbs/01c_train.ipynb #9930c4bb
+def _check_fit_args(model, train_dl, valid_dl, *, epochs, lr, opt, loss, seed, resume, ckpt_path, distributed) -> tuple:
+    "`fit`'s arguments checked at the boundary: `(epochs, lr, loss)`, the default loss (cross-entropy) filled in."
+    if not isinstance(model, nn.Module): raise ValueError(f"model got {type(model).__name__}; expected a torch.nn.Module")
+    epochs, lr = check_positive_int(epochs, 'epochs'), _check_lr(lr)
+    check_choice(opt, OPTIMIZERS, 'opt')
+    check_seed(seed)
+    if resume and ckpt_path is None: raise ValueError("resume=True needs a ckpt_path to resume from")
+    if loss is None: loss = cross_entropy_loss
+    if not callable(loss): raise ValueError(f"loss got {type(loss).__name__}; expected a callable loss(model, x, y)")
+    if distributed not in (None, False): raise ValueError(f"distributed got {distributed!r}; expected None (automatic) or False")
+    check_loader(train_dl, 'train_dl')
+    if valid_dl is not None: check_loader(valid_dl, 'valid_dl')
+    return epochs, lr, loss
+
+def _num_batches(dl) -> int:
+    "`len(dl)`, or a `ValueError` for a loader without a length (the schedules count iterations)."
+    try: return len(dl)
+    except TypeError: raise ValueError(f"train_dl got {type(dl).__name__} without a length; expected a DataLoader") from None
+
+# %% ../nbs/01c_train.ipynb #4623ce9f
+def _fit_epoch(net, train_dl, loss, optimizer, scheduler, dev, mb, *, valid_dl, seed:int, epoch:int, rank:int, world:int, lr:float) -> dict:
+    "Epoch `epoch` of `fit` (generators seeded from `(seed, epoch)`): train `net`, check the loss, evaluate; the epoch's row of the history."
+    model = _unwrap(net)
+    _seed_epoch(train_dl, seed, epoch, rank)
+    t0, lr0 = time.perf_counter(), optimizer.param_groups[0]['lr']
+    tl, ta = _run_epoch(net, train_dl, loss, optimizer, scheduler, dev, mb)
+    if world > 1:  # parameters agree across processes; make buffers (BN statistics) agree too, as rank 0 has them
+        for b in model.buffers(): dist.broadcast(b, 0)
+    if not math.isfinite(tl):
+        raise FloatingPointError(f"training loss became {tl} in epoch {epoch + 1}; try a smaller lr (got {lr})")
+    va = evaluate(model, valid_dl, name='valid_dl') if valid_dl is not None else float('nan')
+    row = dict(epoch=epoch + 1, train_loss=tl, train_acc=ta, valid_acc=va, lr=lr0, time=time.perf_counter() - t0)
+    if mb is not None: mb.write([_cell(row[c]) for c in _HIST_COLS], table=True)
+    return row
+
+# %% ../nbs/01c_train.ipynb #ad447115
 def fit(
     model:nn.Module,                 # trained in place (moved to `device`)
     train_dl:Iterable,               # a DataLoader of (x, y) batches (re-sharded under torchrun)
@@ -520,41 +561,20 @@ def fit(
     distributed:bool|None=None,      # None: join torchrun's process group if there is one; False: train in this process alone
 ) -> pd.DataFrame:
     "Train `model` with `loss` for `epochs` epochs; returns the per-epoch history (train loss/acc, valid acc, lr, time)."
-    if not isinstance(model, nn.Module): raise ValueError(f"model got {type(model).__name__}; expected a torch.nn.Module")
-    epochs, lr = check_positive_int(epochs, 'epochs'), _check_lr(lr)
-    check_choice(opt, OPTIMIZERS, 'opt')
-    check_seed(seed)
-    if resume and ckpt_path is None: raise ValueError("resume=True needs a ckpt_path to resume from")
-    if loss is None: loss = cross_entropy_loss
-    if not callable(loss): raise ValueError(f"loss got {type(loss).__name__}; expected a callable loss(model, x, y)")
-    if distributed not in (None, False): raise ValueError(f"distributed got {distributed!r}; expected None (automatic) or False")
-    check_loader(train_dl, 'train_dl')
-    if valid_dl is not None: check_loader(valid_dl, 'valid_dl')
+    epochs, lr, loss = _check_fit_args(model, train_dl, valid_dl, epochs=epochs, lr=lr, opt=opt, loss=loss, seed=seed,
+                                       resume=resume, ckpt_path=ckpt_path, distributed=distributed)
     rank, world, dev, _ = setup_distributed(device) if distributed is None else (0, 1, get_device(device), False)
     model = _unwrap(model).to(dev)
     if world > 1: train_dl = distributed_loader(train_dl, rank=rank, world=world, seed=seed)
-    try: n = len(train_dl)
-    except TypeError: raise ValueError(f"train_dl got {type(train_dl).__name__} without a length; expected a DataLoader") from None
+    n = _num_batches(train_dl)
     optimizer = make_optimizer(opt, model.parameters(), lr, **(opt_kw or {}))
     scheduler = make_scheduler(optimizer, sched, epochs=epochs, steps_per_epoch=max(1, n))
     hist, start = _resume(ckpt_path, model, optimizer, scheduler, warn=rank == 0) if resume else ([], 0)
     net = DDP(model, device_ids=[dev.index] if dev.type == 'cuda' else None) if world > 1 else model
-    show = progress and rank == 0
-    mb = progress_bars()[0](range(start, epochs)) if show and start < epochs else None
-    if mb is not None:
-        mb.write(_HIST_COLS, table=True)
-        for h in hist: mb.write([_cell(h[c]) for c in _HIST_COLS], table=True)
+    mb = _epoch_bar(progress and rank == 0, start, epochs, hist)
     for epoch in (mb if mb is not None else range(start, epochs)):
-        _seed_epoch(train_dl, seed, epoch, rank)
-        t0, lr0 = time.perf_counter(), optimizer.param_groups[0]['lr']
-        tl, ta = _run_epoch(net, train_dl, loss, optimizer, scheduler, dev, mb)
-        if world > 1:  # parameters agree across processes; make buffers (BN statistics) agree too, as rank 0 has them
-            for b in model.buffers(): dist.broadcast(b, 0)
-        if not math.isfinite(tl):
-            raise FloatingPointError(f"training loss became {tl} in epoch {epoch + 1}; try a smaller lr (got {lr})")
-        va = evaluate(model, valid_dl, name='valid_dl') if valid_dl is not None else float('nan')
-        hist.append(dict(epoch=epoch + 1, train_loss=tl, train_acc=ta, valid_acc=va, lr=lr0, time=time.perf_counter() - t0))
-        if mb is not None: mb.write([_cell(hist[-1][c]) for c in _HIST_COLS], table=True)
+        hist.append(_fit_epoch(net, train_dl, loss, optimizer, scheduler, dev, mb, valid_dl=valid_dl, seed=seed, epoch=epoch,
+                               rank=rank, world=world, lr=lr))
         if ckpt_path is not None and rank == 0:
             save_checkpoint(ckpt_path, model, optimizer, scheduler=scheduler.state_dict(), epoch=epoch + 1, history=hist,
                             rng=_rng_state(), config=dict(epochs=epochs, lr=lr, opt=opt, seed=seed, world_size=world))

@@ -58,21 +58,24 @@ try: import torchattacks
 except ImportError: torchattacks = None     # only the cross-checks and AutoAttack need it; the rest still runs
 needs_torchattacks = pytest.mark.skipif(torchattacks is None, reason='torchattacks is not installed')
 
-@needs_torchattacks
-@pytest.mark.parametrize('seed', [0, 1, 2])
-@pytest.mark.parametrize('kind', ['mlp', 'cnn'])
-def test_fgsm_matches_torchattacks(kind, seed):
+def cross_check(test):
+    "A torchattacks cross-check, run on both model kinds and three seeds."
+    return needs_torchattacks(pytest.mark.parametrize('seed', [0, 1, 2])(pytest.mark.parametrize('kind', ['mlp', 'cnn'])(test)))
+
+def model_and_batch(kind:str, seed:int):
+    "A random eval-mode model of `kind` on (3, 6, 6) images with 5 classes, and a random batch of 16 with random labels."
     m = make_model(kind, 3, 6, 6, 5, seed).eval()
-    x, y = torch.rand(16, 3, 6, 6), torch.randint(0, 5, (16,))
+    return m, torch.rand(16, 3, 6, 6), torch.randint(0, 5, (16,))
+
+@cross_check
+def test_fgsm_matches_torchattacks(kind, seed):
+    m, x, y = model_and_batch(kind, seed)
     for eps in (0.01, 0.1, 0.3):
         torch.testing.assert_close(fgsm(m, x, y, eps=eps), torchattacks.FGSM(m, eps=eps)(x, y), atol=1e-6, rtol=0)
 
-@needs_torchattacks
-@pytest.mark.parametrize('seed', [0, 1, 2])
-@pytest.mark.parametrize('kind', ['mlp', 'cnn'])
+@cross_check
 def test_pgd_linf_matches_torchattacks(kind, seed):
-    m = make_model(kind, 3, 6, 6, 5, seed).eval()
-    x, y = torch.rand(16, 3, 6, 6), torch.randint(0, 5, (16,))
+    m, x, y = model_and_batch(kind, seed)
     ours = pgd(m, x, y, eps=8/255, alpha=2/255, steps=10, random_start=False)
     ref = torchattacks.PGD(m, eps=8/255, alpha=2/255, steps=10, random_start=False)(x, y)
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
@@ -83,14 +86,11 @@ def test_pgd_linf_matches_torchattacks(kind, seed):
     torch.testing.assert_close(pgd(m, x, t, eps=8/255, alpha=2/255, steps=10, random_start=False, targeted=True),
                                atk(x, y), atol=1e-6, rtol=0)
 
-@needs_torchattacks
-@pytest.mark.parametrize('seed', [0, 1, 2])
-@pytest.mark.parametrize('kind', ['mlp', 'cnn'])
+@cross_check
 def test_pgd_l2_matches_torchattacks(kind, seed):
     # torchattacks adds 1e-10 to the gradient norm and divides eps by the perturbation norm without a floor:
     # the same step up to those constants, so agreement is tight but not bit-exact.
-    m = make_model(kind, 3, 6, 6, 5, seed).eval()
-    x, y = torch.rand(16, 3, 6, 6), torch.randint(0, 5, (16,))
+    m, x, y = model_and_batch(kind, seed)
     ours = pgd(m, x, y, eps=0.5, alpha=0.1, steps=10, norm='l2', random_start=False)
     ref = torchattacks.PGDL2(m, eps=0.5, alpha=0.1, steps=10, random_start=False)(x, y)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
