@@ -4,7 +4,6 @@
 
 # %% ../nbs/03_soar.ipynb #d0a9732e
 from __future__ import annotations
-import math
 from typing import Callable
 from contextlib import contextmanager
 import torch
@@ -16,40 +15,21 @@ with warnings.catch_warnings():   # fwAD's first dual tensor imports this module
     warnings.filterwarnings('ignore', message='.torch.jit.script. is', category=FutureWarning)
     import torch._decomp.decompositions_for_jvp  # noqa: F401
 from torch.autograd.function import once_differentiable
-from .core import check_inputs, check_eps, check_choice, check_positive_int
+from .core import check_inputs, check_choice, check_model, check_positive, check_positive_int, input_grad, per_example
 from .attacks import pgd, random_in_ball
-from .core import check_model
 
 # %% auto #0
 __all__ = ['GRAD_METHODS', 'ESTIMATORS', 'INITS', 'SOAR_METHODS', 'foar_regularizer', 'hvp', 'hvp_fd', 'soar_regularizer',
            'soar_loss', 'foar_loss', 'soar_objective', 'SoarExperiment', 'table_3_2']
 
 # %% ../nbs/03_soar.ipynb #c722deb2
-def _check_h(h) -> float:
-    h = check_eps(h, 'h')
-    if h <= 0: raise ValueError(f"h got {h!r}; expected a finite number > 0")
-    return h
-
-def _bcast(v:Tensor, like:Tensor) -> Tensor:
-    "Reshape per-example values `(..., N)` to broadcast against `like` `(..., N, *shape)`."
-    return v.reshape(*v.shape, *([1] * (like.dim() - v.dim())))
-
-def _loss_and_input_grad(model, x:Tensor, y:Tensor) -> tuple[Tensor, Tensor]:
-    "Per-example cross-entropy at `x` and its input gradient; the graph is kept when grad mode is on (double backprop)."
-    keep = torch.is_grad_enabled()
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(x), y, reduction='none')
-        g, = torch.autograd.grad(loss.sum(), x, create_graph=keep)
-    return loss, g
-
 def foar_regularizer(model:nn.Module, x:Tensor, y:Tensor, *,
                      eps:float,          # radius of the `norm` ball
                      norm:str='linf',    # 'linf' (dual norm l1) or 'l2' (dual norm l2)
                     ) -> Tensor:
     "FOAR (3.4): `eps * ||grad_x loss(x, y)||_q` per example, `q` the dual of `norm`; differentiable w.r.t. the parameters."
     eps, norm = check_inputs(x, y, eps=eps, norm=norm); check_model(model)
-    _, g = _loss_and_input_grad(model, x, y)
+    _, g = input_grad(model, x, y, create_graph=torch.is_grad_enabled())   # graph kept in grad mode: double backprop
     # BEGIN SOLUTION
     return eps * g.flatten(1).norm(p=1 if norm == 'linf' else 2, dim=1)
     # END SOLUTION
@@ -61,13 +41,6 @@ def _check_pair(x, v):
         if t.dim() < 1 or t.shape[0] == 0: raise ValueError(f"{nm} got shape {tuple(t.shape)}; expected a batch (N, ...)")
         if not torch.isfinite(t).all(): raise ValueError(f"{nm} contains NaN or infinite values; expected finite values")
     if v.shape != x.shape: raise ValueError(f"v got shape {tuple(v.shape)}; expected the shape of x {tuple(x.shape)}")
-
-def _grad(loss_fn:Callable, x:Tensor, create_graph:bool) -> Tensor:
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        out = loss_fn(x)
-        g, = torch.autograd.grad(out.sum(), x, create_graph=create_graph, allow_unused=True)
-    return torch.zeros_like(x) if g is None else g
 
 def hvp(loss_fn:Callable,   # x -> per-example losses (N,) or their sum
         x:Tensor,            # points (N, ...)
@@ -89,10 +62,11 @@ def hvp_fd(loss_fn:Callable, # x -> per-example losses (N,) or their sum
            h:float=0.01,      # finite-difference step along the unit direction v/||v||
           ) -> Tensor:
     "Finite-difference Hessian-vector product (3.11): `||v|| (grad loss(x + h v/||v||) - grad loss(x)) / h`, per example."
-    _check_pair(x, v); h = _check_h(h)
+    _check_pair(x, v); h = check_positive(h, 'h')
+    grad = lambda z: input_grad(loss_fn, z, None, loss_fn=lambda losses, _: losses)[1]   # loss_fn's outputs are the losses
     nv = v.flatten(1).norm(dim=1) if v.dim() > 1 else v.abs()
-    vt = v / _bcast(nv.clamp_min(torch.finfo(v.dtype).tiny), v)
-    return _bcast(nv, v) * (_grad(loss_fn, x + h * vt, False) - _grad(loss_fn, x, False)) / h
+    vt = v / per_example(nv.clamp_min(torch.finfo(v.dtype).tiny), v)
+    return per_example(nv, v) * (grad(x + h * vt) - grad(x)) / h
 
 # %% ../nbs/03_soar.ipynb #d7159044
 GRAD_METHODS = ('double_backprop', 'jvp')
@@ -122,8 +96,7 @@ class _InputGradsJVP(torch.autograd.Function):
     def forward(ctx, model, x, y, *params):
         ctx.model, ctx.params, ctx.modes, ctx.rng = model, params, [m.training for m in model.modules()], _rng_state(x.device)
         ctx.save_for_backward(x, y)
-        loss, g = _loss_and_input_grad(model, x, y)
-        return loss.detach(), g
+        return input_grad(model, x, y)      # grad mode is off inside forward: detached losses, plain gradient
 
     @staticmethod
     @once_differentiable
@@ -141,7 +114,7 @@ def _input_grads(model, x:Tensor, y:Tensor, grad_method:str='double_backprop') -
     params = [p for p in model.parameters() if p.requires_grad]
     if grad_method == 'jvp' and torch.is_grad_enabled() and params:
         return _InputGradsJVP.apply(model, x.detach(), y, *params)
-    return _loss_and_input_grad(model, x, y)
+    return input_grad(model, x, y, create_graph=torch.is_grad_enabled())   # graph kept in grad mode: double backprop
 
 # %% ../nbs/03_soar.ipynb #d18c6100
 ESTIMATORS = ('mean', 'rms')
@@ -154,7 +127,7 @@ def _hz_norm(g:Tensor, z_d:Tensor, z_1:Tensor, h:float, estimator:str) -> Tensor
     "||Hz|| of (3.12) per example from the input gradients `g` (n+1, N, d) at x and at the n points x + h z~, over the n draws."
     zn = z_d.flatten(2).norm(dim=2)                                            # ||z_d|| (n, N)
     g0, gh = g[0], g[1:]
-    top = _bcast(zn, gh) * (gh - g0) / h + z_1[..., None] * g0                # Hessian block of Hz by (3.11)
+    top = per_example(zn, gh) * (gh - g0) / h + z_1[..., None] * g0                # Hessian block of Hz by (3.11)
     bottom = (g0 * z_d.flatten(2)).sum(-1) + z_1                               # last entry of Hz
     Hz2 = top.pow(2).sum(-1) + bottom.pow(2)                                   # ||Hz||^2 (n, N)
     tiny = torch.finfo(Hz2.dtype).tiny
@@ -166,7 +139,7 @@ def _soar_terms(model, x:Tensor, y:Tensor, *, eps:float, h:float, n_samples:int,
     N, d = x.shape[0], x[0].numel()
     z_d, z_1 = _draw_z(x, n_samples)
     zn = z_d.flatten(2).norm(dim=2)
-    pts = torch.cat([x[None], x[None] + h * z_d / _bcast(zn, z_d)]).flatten(0, 1)  # x and x + h z~ : ((n+1)N, ...)
+    pts = torch.cat([x[None], x[None] + h * z_d / per_example(zn, z_d)]).flatten(0, 1)  # x and x + h z~ : ((n+1)N, ...)
     loss, g = _input_grads(model, pts, y.repeat(n_samples + 1), grad_method)
     factor = ((d if norm == 'linf' else 1) * eps**2 + 1) / 2
     return loss[:N], factor * _hz_norm(g.view(n_samples + 1, N, d), z_d, z_1, h, estimator)
@@ -182,7 +155,7 @@ def soar_regularizer(model:nn.Module, x:Tensor, y:Tensor, *,
                     ) -> Tensor:
     "SOAR regulariser R(x; z, h, eps) of (3.12) per example `(N,)`, averaged over `n_samples` draws of z; differentiable w.r.t. the parameters."
     eps, norm = check_inputs(x, y, eps=eps, norm=norm); check_model(model)
-    h, n_samples = _check_h(h), check_positive_int(n_samples, 'n_samples')
+    h, n_samples = check_positive(h, 'h'), check_positive_int(n_samples, 'n_samples')
     check_choice(estimator, ESTIMATORS, 'estimator'); check_choice(grad_method, GRAD_METHODS, 'grad_method')
     return _soar_terms(model, x, y, eps=eps, h=h, n_samples=n_samples, estimator=estimator, norm=norm, grad_method=grad_method)[1]
 
@@ -204,10 +177,7 @@ def _clip(R:Tensor, clip:float|None) -> Tensor:
 def _check_loss_args(model, x, y, eps, norm, init, clip):
     eps, norm = check_inputs(x, y, eps=eps, norm=norm); check_model(model)
     check_choice(init, INITS, 'init')
-    if clip is not None:
-        clip = check_eps(clip, 'clip')
-        if clip <= 0: raise ValueError(f"clip got {clip!r}; expected a finite number > 0 or None")
-    return eps, norm, clip
+    return eps, norm, (None if clip is None else check_positive(clip, 'clip'))
 
 # %% ../nbs/03_soar.ipynb #59d919fe
 def soar_loss(model:nn.Module, x:Tensor, y:Tensor, *,
@@ -222,7 +192,7 @@ def soar_loss(model:nn.Module, x:Tensor, y:Tensor, *,
              ) -> Tensor:
     "Algorithm 3.1's pointwise objective (3.14): `loss(x', y) + R(x'; z, h, eps/2)` per example `(N,)`, x' the PGD1 point."
     eps, norm, clip = _check_loss_args(model, x, y, eps, norm, init, clip)
-    h, n_samples = _check_h(h), check_positive_int(n_samples, 'n_samples')
+    h, n_samples = check_positive(h, 'h'), check_positive_int(n_samples, 'n_samples')
     check_choice(estimator, ESTIMATORS, 'estimator'); check_choice(grad_method, GRAD_METHODS, 'grad_method')
     x0, radius = _start_point(model, x, y, eps=eps, init=init, norm=norm)
     loss, R = _soar_terms(model, x0, y, eps=radius, h=h, n_samples=n_samples, estimator=estimator, norm=norm, grad_method=grad_method)
@@ -238,7 +208,7 @@ def foar_loss(model:nn.Module, x:Tensor, y:Tensor, *,
     "FOAR objective `loss(x', y) + eps' ||grad_x loss(x', y)||_q` (3.4) per example, with the initialisations of App. 3.C."
     eps, norm, clip = _check_loss_args(model, x, y, eps, norm, init, clip)
     x0, radius = _start_point(model, x, y, eps=eps, init=init, norm=norm)
-    loss, g = _loss_and_input_grad(model, x0, y)
+    loss, g = input_grad(model, x0, y, create_graph=torch.is_grad_enabled())   # graph kept in grad mode: double backprop
     return loss + _clip(radius * g.flatten(1).norm(p=1 if norm == 'linf' else 2, dim=1), clip)
 
 def soar_objective(**kw) -> Callable:

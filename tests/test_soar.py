@@ -163,8 +163,31 @@ def test_bad_inputs(setup, fn):
 def test_hvp_validation(setup):
     m, x, y = setup
     with pytest.raises(ValueError, match='shape'): hvp(ce(m, y), x, x[:2])
-    with pytest.raises(ValueError, match='h got'): hvp_fd(ce(m, y), x, x, -1.0)
+    with pytest.raises(ValueError, match='h got -1.0; expected a finite number > 0'): hvp_fd(ce(m, y), x, x, -1.0)
     with pytest.raises(ValueError, match='NaN'): hvp_fd(ce(m, y), x, torch.full_like(x, float('nan')))
+
+
+# --- one home per helper (issue 14): the input gradients are robust_nb.core.input_grad's, no private imports
+
+def test_input_gradients_are_core_input_grad(setup):
+    from robust_nb.core import input_grad
+    m, x, y = setup
+    _, g = input_grad(m, x, y)
+    torch.testing.assert_close(foar_regularizer(m, x, y, eps=0.1, norm='l2'), 0.1 * g.norm(dim=1), rtol=0, atol=0)
+    v = torch.randn_like(x)
+    nv = v.norm(dim=1, keepdim=True)
+    fd = lambda h: nv * (input_grad(m, x + h * v / nv, y)[1] - g) / h
+    torch.testing.assert_close(hvp_fd(ce(m, y), x, v, 0.01), fd(0.01), rtol=0, atol=0)
+    assert foar_regularizer(m, x, y, eps=0.1).requires_grad, "grad mode on: the graph is kept (double backprop)"
+    with torch.no_grad(): r = foar_regularizer(m, x, y, eps=0.1)
+    assert not r.requires_grad, f"under no_grad the regulariser should carry no graph; got requires_grad={r.requires_grad}"
+
+def test_soar_imports_no_private_names():
+    import ast, robust_nb.soar as mod
+    tree = ast.parse(open(mod.__file__).read())
+    private = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.level or (n.module or '').startswith('robust_nb'))
+               for a in n.names if a.name.startswith('_')]
+    assert private == [], f"robust_nb.soar imports private names of other modules: {private}"
 
 
 # --- the jvp (forward-over-reverse) parameter gradient equals the double-backprop one (issue 16) -----------------------
