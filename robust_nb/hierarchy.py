@@ -8,16 +8,18 @@ from dataclasses import replace
 from typing import Callable, Sequence
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool,
-                            eval_guard, lp_norm, get_device, get_preset, set_seed, on_model_device)
+from fastcore.basics import patch
+from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool, check_model,
+                            eval_guard, lp_norm, get_device, get_preset, set_seed, on_model_device, batched_forward)
 from .data import (digits, loaders, preset_data, vision_dataset, dataset_tensors, DIGITS_HIERARCHY,
                             FASHION_MNIST_HIERARCHY, CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY)
 from .models import MLP, resnet10, resnet50
-from .train import fit
+from .train import fit, dist_env, setup_distributed
 from .attacks import pgd
-from .defenses import pgd_at_loss, trades_loss, targeted_pgd_at_loss
+from .defenses import make_loss
 
 # %% auto #0
 __all__ = ['HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'is_hierarchical_adversarial', 'meta_accuracy', 'leaf_accuracy',
@@ -45,16 +47,12 @@ def _meta_of(hierarchy, like:Tensor) -> Tensor:
     "`hierarchy.meta_of` on the device of `like`."
     return hierarchy.meta_of.to(like.device)
 
-@torch.no_grad()
-def _logits(model:nn.Module, x:Tensor, batch_size:int=1024) -> Tensor:
-    "The model's outputs on `x` in eval mode, in chunks, leaving the model's state untouched."
-    with eval_guard(model): return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+_EVAL_BATCH = 1024   # examples per forward pass (`batched_forward`) when the metrics and attacks below score a batch
 
 def _checked_logits(model, x, y, hierarchy) -> Tensor:
     "Validate `(model, x, y, hierarchy)` at a public boundary; return the model's outputs on `x`."
-    if not isinstance(model, nn.Module): raise ValueError(f"model got {type(model).__name__}; expected a torch.nn.Module")
-    check_inputs(x, y); _check_hierarchy(hierarchy); _check_labels(y, hierarchy)
-    out = _logits(model, x)
+    check_model(model); check_inputs(x, y); _check_hierarchy(hierarchy); _check_labels(y, hierarchy)
+    out = batched_forward(model, x, batch_size=_EVAL_BATCH)
     _check_hierarchy(hierarchy, out.shape[1])
     return out
 
@@ -75,7 +73,7 @@ def is_hierarchical_adversarial(
     check_inputs(x_adv, y, name='x_adv'); norm = check_norm(norm)
     if x_adv.shape != x.shape: raise ValueError(f"x_adv got shape {tuple(x_adv.shape)}; expected {tuple(x.shape)} like x")
     pred = _checked_logits(model, x, y, hierarchy).argmax(1)
-    pred_adv = _logits(model, x_adv).argmax(1)
+    pred_adv = batched_forward(model, x_adv, batch_size=_EVAL_BATCH).argmax(1)
     meta = _meta_of(hierarchy, y)
     ok = pred == y                                                      # 1. clean input classified correctly
     if eps is not None: ok = ok & (lp_norm(x_adv - x, norm) <= check_eps(eps) + tol)  # 2. within the budget
@@ -106,7 +104,6 @@ def p_meta_given_wrong_leaf(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> f
 # %% ../nbs/05_hierarchy.ipynb #6d2e1f58
 HIERARCHIES = {'digits': DIGITS_HIERARCHY, 'fashion_mnist': FASHION_MNIST_HIERARCHY, 'cifar10': CIFAR10_HIERARCHY,
                'cifar5x5': CIFAR5X5_HIERARCHY, 'cifar100': CIFAR100_HIERARCHY}
-FLAT_DEFENSES, HAR_DEFENSES = ('Standard', 'PGD10', 'PGD10-T', 'TRADES'), ('Standard', 'PGD10', 'TRADES')
 
 def _hier_config(P) -> dict:
     "The configuration `CFG` of Section 5.6 in preset `P`: data set, budgets, training and attack settings."
@@ -130,13 +127,17 @@ def _load_task(name:str, P, n_train:int|None=None):
     return (vision_dataset(name, P.data_root, train=True, transform=aug), vision_dataset(name, P.data_root, train=False),
             HIERARCHIES[name])
 
+# %% ../nbs/05_hierarchy.ipynb #1069b699
+FLAT_DEFENSES, HAR_DEFENSES = ('Standard', 'PGD10', 'PGD10-T', 'TRADES'), ('Standard', 'PGD10', 'TRADES')
+
+def _budget(CFG:dict, norm:str='linf') -> dict:
+    "The budget `dict(eps=, alpha=)` of `CFG` for `norm`, of the training attacks and of the evaluation alike."
+    return dict(eps=CFG['eps'], alpha=CFG['alpha']) if norm == 'linf' else dict(eps=CFG['eps_l2'], alpha=CFG['alpha_l2'])
+
 def _defense_loss(name:str, CFG:dict, hierarchy, norm:str='linf'):
-    "The `fit` loss of training method `name` of Section 5.6.1 with the budget of `CFG` for `norm`."
-    eps, alpha = (CFG['eps'], CFG['alpha']) if norm == 'linf' else (CFG['eps_l2'], CFG['alpha_l2'])
-    kw = dict(eps=eps, alpha=alpha, steps=10, norm=norm)
-    losses = {'Standard': lambda: None, 'PGD10': lambda: pgd_at_loss(**kw), 'PGD10-T': lambda: targeted_pgd_at_loss(hierarchy, **kw),
-              'TRADES': lambda: trades_loss(beta=CFG['beta'], **kw)}
-    return losses[check_choice(name, losses, 'defense')]()
+    "The `fit` loss of training method `name` of Section 5.6.1 (`defenses.make_loss`) with the budget of `CFG` for `norm`."
+    return make_loss(check_choice(name, FLAT_DEFENSES, 'defense'), **_budget(CFG, norm), steps=10, norm=norm, beta=CFG['beta'],
+                     hierarchy=hierarchy, with_logits=False)
 
 # %% ../nbs/05_hierarchy.ipynb #6056a4dd
 class HierSetup:
@@ -210,12 +211,12 @@ def _hpgd_reference(model, x, y, meta, *, order, until, max_targets, fixed_targe
         xi, yi = x[i:i + 1], y[i:i + 1]
         if fixed_targets is not None: S = fixed_targets[i]                      # average case: the drawn target
         else:
-            cand, n = _target_candidates(_logits(model, xi), yi, meta, order)
+            cand, n = _target_candidates(batched_forward(model, xi), yi, meta, order)
             S = cand[0, :min(int(n), max_targets or int(n))]
         for t in S:                                                             # line 1: for y_hat in S
             xa = pgd(model, xi, t.view(1), targeted=True, **pgd_kw)              # lines 2-5: targeted PGD (5.1)
             tries[i] += 1; x_adv[i] = xa[0]
-            if _succeeded(_logits(model, xa).argmax(1), yi, t.view(1), meta, until).item():  # line 6
+            if _succeeded(batched_forward(model, xa).argmax(1), yi, t.view(1), meta, until).item():  # line 6
                 success[i] = True; break                                        # line 7: success
     return x_adv, success, tries                                                # S exhausted: failure
 
@@ -235,7 +236,7 @@ def _hpgd_batched(model, x, y, meta, targets, n_cand, *, until, per_round, pgd_k
         ex, t = act[rows], targets[act[rows], k + cols]
         xa = pgd(model, x[ex], t, targeted=True, **pgd_kw)
         ok = torch.zeros_like(valid)
-        ok[rows, cols] = _succeeded(_logits(model, xa).argmax(1), y[ex], t, meta, until)
+        ok[rows, cols] = _succeeded(batched_forward(model, xa, batch_size=_EVAL_BATCH).argmax(1), y[ex], t, meta, until)
         hit = ok.any(1)
         pick = torch.where(hit, ok.int().argmax(1), m - 1)                      # first success in trial order, else last
         pos = torch.full(valid.shape, -1, dtype=torch.long, device=dev)
@@ -395,7 +396,6 @@ def _component_data(ds, hierarchy) -> list:
 
 def _broadcast_components(modules:list, world:int):
     "Copy every component's parameters and buffers from its owner rank (i % world) to all ranks."
-    import torch.distributed as dist
     for i, m in enumerate(modules):
         for t in m.state_dict().values(): dist.broadcast(t.data, src=i % world)
 
@@ -413,8 +413,6 @@ def train_har(
     **fit_kw,                 # passed to `fit` (opt, sched, opt_kw, progress, ...)
 ) -> list:
     "Train the meta-classifier on {x, z} and each leaf classifier on its subset {x, y}, independently (5.5.3); returns `fit` histories."
-    from robust_nb.train import dist_env, setup_distributed
-    import torch.distributed as dist
     if not isinstance(har_model, HAR): raise ValueError(f"har_model got {type(har_model).__name__}; expected a HAR network")
     comps = [har_model.meta, *har_model.leaves]
     data = _component_data(train_ds, har_model.hierarchy)
@@ -489,34 +487,49 @@ class HierExperiment(HierSetup):
         "{(kind, defense, seed): model} for flat and HAR models trained against `norm` perturbations."
         seeds = self.CFG['seeds'] if seeds is None else seeds
         return {(k, d, s): self.model(k, d, s, norm) for s in seeds for k, ds in (('Flat', flat), ('HAR', har)) for d in ds}
-    def budget(self, norm:str='linf') -> dict:
-        "The attack budget `dict(eps=, alpha=)` of the preset for `norm`."
-        return dict(eps=self.CFG['eps'], alpha=self.CFG['alpha']) if norm == 'linf' else dict(eps=self.CFG['eps_l2'], alpha=self.CFG['alpha_l2'])
-    def hier_eval(self, models:dict, x:Tensor|None=None, y:Tensor|None=None, *, norm:str='linf', steps=(20, 200)) -> dict:
-        "{(kind, defense, seed): `hier_outcomes` of that model} (default: the attacked test subset)."
-        x, y = (self.x_ev, self.y_ev) if x is None else (x, y)
-        return {key: hier_outcomes(m, x, y, self.hier, norm=norm, steps=steps, **self.budget(norm)) for key, m in models.items()}
-    def hier_row(self, model:nn.Module, x:Tensor, y:Tensor, *, norm:str='linf', steps=(20, 200)) -> dict:
-        "Meta-class accuracy of `model`: clean, untargeted PGD and hierarchical PGD (worst case) for each step count."
-        out = hier_outcomes(model, x, y, self.hier, norm=norm, steps=steps, **self.budget(norm))
-        return {c: v.float().mean().item() for c, v in out.items()}
-    def hier_table(self, models:dict, x:Tensor|None=None, y:Tensor|None=None, **kw) -> pd.DataFrame:
-        "Rows (kind, defense), averaged over the examples and the seeds, in percent (default: the attacked test subset)."
-        return summarize_outcomes(self.hier_eval(models, x, y, **kw))
-    def table_5_3(self, return_outcomes:bool=False):
-        "Table 5.3: meta-class accuracy (%) of the flat and HAR models, clean and under untargeted and hierarchical PGD (and the outcomes)."
-        models = self.train_all()
-        set_seed(0)                                   # the attacks' random starts: the same table whatever ran before
-        out = self.hier_eval(models, steps=self.CFG['steps'])
-        return (summarize_outcomes(out), out) if return_outcomes else summarize_outcomes(out)
+
+# %% ../nbs/05_hierarchy.ipynb #05c9907d
+@patch
+def budget(self:HierExperiment, norm:str='linf') -> dict:
+    "The attack budget `dict(eps=, alpha=)` of the preset for `norm`."
+    return _budget(self.CFG, norm)
+
+@patch
+def hier_eval(self:HierExperiment, models:dict, x:Tensor|None=None, y:Tensor|None=None, *, norm:str='linf', steps=(20, 200)) -> dict:
+    "{(kind, defense, seed): `hier_outcomes` of that model} (default: the attacked test subset)."
+    x, y = (self.x_ev, self.y_ev) if x is None else (x, y)
+    return {key: hier_outcomes(m, x, y, self.hier, norm=norm, steps=steps, **self.budget(norm)) for key, m in models.items()}
+
+@patch
+def hier_row(self:HierExperiment, model:nn.Module, x:Tensor, y:Tensor, *, norm:str='linf', steps=(20, 200)) -> dict:
+    "Meta-class accuracy of `model`: clean, untargeted PGD and hierarchical PGD (worst case) for each step count."
+    out = hier_outcomes(model, x, y, self.hier, norm=norm, steps=steps, **self.budget(norm))
+    return {c: v.float().mean().item() for c, v in out.items()}
+
+@patch
+def hier_table(self:HierExperiment, models:dict, x:Tensor|None=None, y:Tensor|None=None, **kw) -> pd.DataFrame:
+    "Rows (kind, defense), averaged over the examples and the seeds, in percent (default: the attacked test subset)."
+    return summarize_outcomes(self.hier_eval(models, x, y, **kw))
+
+@patch
+def table_5_3(self:HierExperiment, return_outcomes:bool=False):
+    "Table 5.3: meta-class accuracy (%) of the flat and HAR models, clean and under untargeted and hierarchical PGD (and the outcomes)."
+    models = self.train_all()
+    set_seed(0)                                   # the attacks' random starts: the same table whatever ran before
+    out = self.hier_eval(models, steps=self.CFG['steps'])
+    return (summarize_outcomes(out), out) if return_outcomes else summarize_outcomes(out)
 
 # %% ../nbs/05_hierarchy.ipynb #c921d5b0
-def table_5_3(preset:str|None=None) -> pd.DataFrame:
-    "Table 5.3 computed in `preset` (what `robust-nb reproduce 5.3` runs), with the thesis's column names."
-    t = HierExperiment(preset).table_5_3()
+def _thesis_columns(t:pd.DataFrame) -> pd.DataFrame:
+    "A table of `HierExperiment.table_5_3` with the thesis's column names, its (Model, Method) index as columns."
+    t = t.copy()
     t.columns = [c.replace('Hier. ', 'Hierarchical ') if c.startswith('Hier.') else f'Untargeted {c}' if c.startswith('PGD') else c
                  for c in t.columns]
     return t.rename_axis(['Model', 'Method']).reset_index()
+
+def table_5_3(preset:str|None=None) -> pd.DataFrame:
+    "Table 5.3 computed in `preset` (what `robust-nb reproduce 5.3` runs), with the thesis's column names."
+    return _thesis_columns(HierExperiment(preset).table_5_3())
 
 # %% ../nbs/05_hierarchy.ipynb #f46b42bd
 from .core import add_param_docs

@@ -300,3 +300,25 @@ def test_small_preset_is_fashion_mnist():
     assert tuple(tr.x.shape[1:]) == (1, 28, 28) and 0 <= tr.x.min() and tr.x.max() <= 1
     counts = torch.bincount(tr.y, minlength=10)
     assert counts.max() - counts.min() <= 1, f"class counts {counts.tolist()}; expected a class-balanced subset"
+
+def test_hierarchy_imports_no_private_names():
+    "One home per concept: `hierarchy` uses the public helpers of the modules below it (e.g. `core.batched_forward`)."
+    import ast, robust_nb.hierarchy as mod
+    tree = ast.parse(open(mod.__file__).read())
+    private = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.level or (n.module or '').startswith('robust_nb'))
+               for a in n.names if a.name.startswith('_')]
+    assert private == [], f"robust_nb.hierarchy imports private names of other modules: {private}"
+
+def test_predictions_leave_the_model_as_found(model, data):
+    "The metrics score with `core.batched_forward`: eval mode and no gradients inside, the caller's mode and flags restored."
+    from robust_nb.core import predict
+    from robust_nb.hierarchy import leaf_accuracy
+    _, x, y = data
+    m = copy.deepcopy(model).train()
+    m.net[-1].weight.requires_grad_(False)
+    flags = [p.requires_grad for p in m.parameters()]
+    acc = leaf_accuracy(m, x, y, H)
+    assert m.training and [p.requires_grad for p in m.parameters()] == flags, (m.training, flags)
+    assert all(p.grad is None for p in m.parameters())
+    expect = (predict(model, x) == y).float().mean().item()
+    assert acc == expect, f"leaf accuracy {acc} vs core.predict's {expect}"
