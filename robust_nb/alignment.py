@@ -13,8 +13,8 @@ import torch.distributed as dist
 from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
-from .core import (check_inputs, check_eps, check_choice, check_positive_int, check_positive, eval_guard, batches,
-                            get_device, on_model_device, model_device)
+from .core import (check_inputs, check_eps, check_choice, check_positive_int, check_positive, eval_guard,
+                            get_device, on_model_device, model_device, batched_forward, predict, input_grad)
 from .train import make_optimizer, make_scheduler
 
 # %% auto #0
@@ -95,15 +95,28 @@ class _Aligner(nn.Module):
         self.source, self.proj = source, nn.ModuleList(projections)
     def forward(self, x): return self.source(x)
 
+# %% ../nbs/06_alignment.ipynb #48450067
+def _witness_list(witnesses) -> list:
+    "One witness module or a non-empty list/tuple of them, as a list."
+    ws = [witnesses] if isinstance(witnesses, nn.Module) else list(witnesses) if isinstance(witnesses, (list, tuple)) else None
+    if not ws or not all(isinstance(w, nn.Module) for w in ws):
+        raise ValueError(f"witnesses got {type(witnesses).__name__}; expected a torch.nn.Module or a non-empty list of them")
+    return ws
+
+def _loader_steps(loader) -> int:
+    "The number of batches of `loader` (a DataLoader or a list of batches): the optimizer steps per epoch."
+    if isinstance(loader, (Tensor, str)) or not hasattr(loader, '__iter__'):
+        raise ValueError(f"loader got {type(loader).__name__}; expected a DataLoader or an iterable of batches")
+    try: n_steps = len(loader)
+    except TypeError: raise ValueError(f"loader got {type(loader).__name__} without a length; expected a DataLoader or a list of batches") from None
+    if n_steps == 0: raise ValueError("loader got no batches; expected at least one")
+    return n_steps
+
 def _first_x(batch):
     "The images of a loader batch: a tensor, or the first element of a tuple/list."
     x = batch[0] if isinstance(batch, (tuple, list)) else batch
     if not isinstance(x, Tensor): raise ValueError(f"loader yielded {type(batch).__name__}; expected image tensors or (x, y) batches")
     return x
-
-def _model_device(model:nn.Module, default=None) -> torch.device:
-    "The model's device; for a stateless model `default` (None: `get_device()`)."
-    return model_device(model) or (default if default is not None else get_device())
 
 # %% ../nbs/06_alignment.ipynb #c900e036
 def _witness_outputs(witnesses, w_stores, x, method):
@@ -111,9 +124,61 @@ def _witness_outputs(witnesses, w_stores, x, method):
     outs = []
     with torch.no_grad():
         for w, st in zip(witnesses, w_stores):
-            o = w(x.to(_model_device(w, x.device)))
+            o = w(x.to(model_device(w) or x.device))
             outs.append((o if method == 'kl' else st['z']).to(x.device).flatten(1))
     return outs
+
+def _projections(aligned, s_store, ws, w_stores, loader, dev, method) -> list:
+    "`hint`/`nce`: one trainable linear map from the source's embedding to each witness's, sized on the first batch."
+    if method not in ('hint', 'nce'): return []
+    x0 = _first_x(next(iter(loader))).to(dev)
+    with torch.no_grad(), eval_guard(aligned): aligned(x0)
+    return [nn.Linear(s_store['z'].flatten(1).shape[1], z.shape[1]).to(dev) for z in _witness_outputs(ws, w_stores, x0, method)]
+
+def _alignment_batch_loss(model, s_store, projections, ws, w_stores, x, *, method, T, tau) -> Tensor:
+    "The alignment loss (6.1) of the batch `x`, averaged over the witnesses (the source runs through `model`)."
+    w_outs = _witness_outputs(ws, w_stores, x, method)
+    out = model(x)
+    zs = out if method == 'kl' else s_store['z'].flatten(1)
+    return sum(alignment_loss(projections[i](zs) if projections else zs, wo, method=method, T=T, tau=tau)
+               for i, wo in enumerate(w_outs)) / len(ws)
+
+# %% ../nbs/06_alignment.ipynb #70f8b35a
+def _align(source, ws, loader, n_steps, *, dev, world, epochs, lr, T, method, ls, lw, momentum, warmup, grad_clip,
+           weight_decay, tau):
+    "The alignment loop of `align` (inputs validated, process group joined)."
+    if world > 1 and isinstance(loader, DataLoader) and not isinstance(loader.sampler, DistributedSampler):
+        from robust_nb.train import distributed_loader
+        loader = distributed_loader(loader, rank=dist.get_rank(), world=world, seed=0)
+        n_steps = len(loader)
+    aligned = copy.deepcopy(source).to(dev)
+    modes = [(m, m.training) for m in aligned.modules()]
+    with contextlib.ExitStack() as stack:
+        for w in ws: stack.enter_context(eval_guard(w))
+        s_store = stack.enter_context(_capture(aligned, ls)) if method != 'kl' else None
+        w_stores = [stack.enter_context(_capture(w, lw)) if method != 'kl' else None for w in ws]
+        projections = _projections(aligned, s_store, ws, w_stores, loader, dev, method)
+        net = _Aligner(aligned, projections)
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = make_optimizer('sgd_momentum', params, lr, momentum=momentum, weight_decay=weight_decay)
+        sched = make_scheduler(opt, {'name': 'cosine', 'warmup': min(check_eps(warmup, 'warmup'), epochs)},
+                               epochs=epochs, steps_per_epoch=n_steps)
+        model = DDP(net, device_ids=[dev.index] if dev.type == 'cuda' else None) if world > 1 else net
+        aligned.train()
+        for epoch in range(epochs):
+            if isinstance(getattr(loader, 'sampler', None), DistributedSampler): loader.sampler.set_epoch(epoch)
+            for batch in loader:
+                loss = _alignment_batch_loss(model, s_store, projections, ws, w_stores, _first_x(batch).to(dev),
+                                             method=method, T=T, tau=tau)
+                if not torch.isfinite(loss): raise FloatingPointError(f"alignment loss became {loss.item()}; try a smaller lr (got {lr})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip is not None: torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                opt.step(); sched.step()
+    if world > 1: dist.barrier()   # no process leaves (and tears the group down) while another still communicates
+    for m, t in modes: m.training = t
+    for p in aligned.parameters(): p.grad = None
+    return aligned
 
 # %% ../nbs/06_alignment.ipynb #8be6eed3
 def align(source:nn.Module,             # the source model; a copy is aligned, the source is untouched
@@ -134,19 +199,13 @@ def align(source:nn.Module,             # the source model; a copy is aligned, t
          ) -> nn.Module:
     "Model alignment (6.1)-(6.3): fine-tune a copy of `source` to minimise the alignment loss to the witnesses."
     if not isinstance(source, nn.Module): raise ValueError(f"source got {type(source).__name__}; expected a torch.nn.Module")
-    ws = [witnesses] if isinstance(witnesses, nn.Module) else list(witnesses) if isinstance(witnesses, (list, tuple)) else None
-    if not ws or not all(isinstance(w, nn.Module) for w in ws):
-        raise ValueError(f"witnesses got {type(witnesses).__name__}; expected a torch.nn.Module or a non-empty list of them")
+    ws = _witness_list(witnesses)
     epochs, method = check_positive_int(epochs, 'epochs'), check_choice(method, ALIGNMENT_METHODS, 'method')
     if check_eps(lr, 'lr') == 0: raise ValueError(f"lr got {lr!r}; expected a learning rate > 0")
     if check_eps(T, 'T') == 0: raise ValueError(f"T got {T!r}; expected a temperature > 0")
     if check_eps(momentum, 'momentum') >= 1: raise ValueError(f"momentum got {momentum!r}; expected a number in [0, 1)")
     if grad_clip is not None and check_eps(grad_clip, 'grad_clip') == 0: raise ValueError(f"grad_clip got {grad_clip!r}; expected None or > 0")
-    if isinstance(loader, (Tensor, str)) or not hasattr(loader, '__iter__'):
-        raise ValueError(f"loader got {type(loader).__name__}; expected a DataLoader or an iterable of batches")
-    try: n_steps = len(loader)
-    except TypeError: raise ValueError(f"loader got {type(loader).__name__} without a length; expected a DataLoader or a list of batches") from None
-    if n_steps == 0: raise ValueError("loader got no batches; expected at least one")
+    n_steps = _loader_steps(loader)
     if layer is not None and method == 'kl': raise ValueError("layer is only used by the embedding methods; method='kl' aligns the outputs")
     ls, lw = layer if isinstance(layer, (tuple, list)) else (layer, layer)
 
@@ -155,98 +214,41 @@ def align(source:nn.Module,             # the source model; a copy is aligned, t
     # joins torchrun's process group; like `fit`, it is left to the exit handler `setup_distributed` registers
     # (destroying a gloo group while the other rank may still be finishing its last all-reduce aborts the process)
     if world > 1: rank, world, dev, _ = setup_distributed(device)
-    else: dev = get_device(device) if device is not None else _model_device(source)
+    else: dev = get_device(device) if device is not None else (model_device(source) or get_device())
     return _align(source, ws, loader, n_steps, dev=dev, world=world, epochs=epochs, lr=lr, T=T, method=method,
                   ls=ls, lw=lw, momentum=momentum, warmup=warmup, grad_clip=grad_clip, weight_decay=weight_decay, tau=tau)
-
-# %% ../nbs/06_alignment.ipynb #70f8b35a
-def _align(source, ws, loader, n_steps, *, dev, world, epochs, lr, T, method, ls, lw, momentum, warmup, grad_clip,
-           weight_decay, tau):
-    "The alignment loop of `align` (inputs validated, process group joined)."
-    if world > 1 and isinstance(loader, DataLoader) and not isinstance(loader.sampler, DistributedSampler):
-        from robust_nb.train import distributed_loader
-        loader = distributed_loader(loader, rank=dist.get_rank(), world=world, seed=0)
-        n_steps = len(loader)
-    aligned = copy.deepcopy(source).to(dev)
-    modes = [(m, m.training) for m in aligned.modules()]
-    with contextlib.ExitStack() as stack:
-        for w in ws: stack.enter_context(eval_guard(w))
-        s_store = stack.enter_context(_capture(aligned, ls)) if method != 'kl' else None
-        w_stores = [stack.enter_context(_capture(w, lw)) if method != 'kl' else None for w in ws]
-        projections = []
-        if method in ('hint', 'nce'):   # a dry run (eval mode, no gradients) sizes the projections
-            x0 = _first_x(next(iter(loader))).to(dev)
-            with torch.no_grad(), eval_guard(aligned): aligned(x0)
-            projections = [nn.Linear(s_store['z'].flatten(1).shape[1], z.shape[1]).to(dev)
-                           for z in _witness_outputs(ws, w_stores, x0, method)]
-        net = _Aligner(aligned, projections)
-        params = [p for p in net.parameters() if p.requires_grad]
-        opt = make_optimizer('sgd_momentum', params, lr, momentum=momentum, weight_decay=weight_decay)
-        sched = make_scheduler(opt, {'name': 'cosine', 'warmup': min(check_eps(warmup, 'warmup'), epochs)},
-                               epochs=epochs, steps_per_epoch=n_steps)
-        model = DDP(net, device_ids=[dev.index] if dev.type == 'cuda' else None) if world > 1 else net
-        aligned.train()
-        for epoch in range(epochs):
-            if isinstance(getattr(loader, 'sampler', None), DistributedSampler): loader.sampler.set_epoch(epoch)
-            for batch in loader:
-                x = _first_x(batch).to(dev)
-                w_outs = _witness_outputs(ws, w_stores, x, method)
-                out = model(x)
-                zs = out if method == 'kl' else s_store['z'].flatten(1)
-                loss = sum(alignment_loss(projections[i](zs) if projections else zs, wo, method=method, T=T, tau=tau)
-                           for i, wo in enumerate(w_outs)) / len(ws)
-                if not torch.isfinite(loss): raise FloatingPointError(f"alignment loss became {loss.item()}; try a smaller lr (got {lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip is not None: torch.nn.utils.clip_grad_norm_(params, grad_clip)
-                opt.step(); sched.step()
-    if world > 1: dist.barrier()   # no process leaves (and tears the group down) while another still communicates
-    for m, t in modes: m.training = t
-    for p in aligned.parameters(): p.grad = None
-    return aligned
 
 # %% ../nbs/06_alignment.ipynb #3ec12718
 def _check_pair(a, b):
     for m, n in ((a, 'a'), (b, 'b')):
         if not isinstance(m, nn.Module): raise ValueError(f"{n} got {type(m).__name__}; expected a torch.nn.Module")
 
-@on_model_device
-@torch.no_grad()
-def _log_probs(model:nn.Module, x:Tensor, T:float, batch_size:int) -> Tensor:
-    with eval_guard(model):
-        return torch.cat([F.log_softmax(model(xb) / T, 1) for xb, in batches(x, batch_size=batch_size)])
-
 def kl_divergence(a:nn.Module, b:nn.Module, x:Tensor, *, T:float=1.0, batch_size:int=512) -> float:
     "Mean KL(f_a(x) || f_b(x)) of the (temperature-T) predictions of `a` and `b` (Table 6.1)."
     _check_pair(a, b); check_inputs(x)
     if check_eps(T, 'T') == 0: raise ValueError(f"T got {T!r}; expected a temperature > 0")
-    la, lb = _log_probs(a, x, T, batch_size), _log_probs(b, x, T, batch_size)
+    la, lb = (batched_forward(m, x, batch_size=batch_size, fn=lambda z: F.log_softmax(z / T, 1)) for m in (a, b))
     return (la.exp() * (la - lb)).sum(1).mean().item()
 
 def prediction_agreement(a:nn.Module, b:nn.Module, x:Tensor, *, batch_size:int=512) -> float:
     "Fraction of inputs on which `a` and `b` predict the same class (6.4.1)."
     _check_pair(a, b); check_inputs(x)
-    return (_log_probs(a, x, 1.0, batch_size).argmax(1) == _log_probs(b, x, 1.0, batch_size).argmax(1)).double().mean().item()
+    return (predict(a, x, batch_size=batch_size) == predict(b, x, batch_size=batch_size)).double().mean().item()
 
 @on_model_device
-def _input_grads(model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
-    "Per-example input gradients of the cross-entropy (model under eval_guard)."
-    with eval_guard(model), torch.enable_grad():   # also under torch.no_grad()
-        x = x.detach().requires_grad_(True)
-        g, = torch.autograd.grad(F.cross_entropy(model(x), y, reduction='sum'), x)
-    return g
+def _eval_input_grad(model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
+    "`core.input_grad` of the cross-entropy, computed where `model` lives and in eval mode (`eval_guard`)."
+    with eval_guard(model): return input_grad(model, x, y)[1]
 
 def input_grad_cosine(a:nn.Module, b:nn.Module, x:Tensor, y:Tensor) -> float:
     "Mean cosine similarity of the input gradients of the losses of `a` and `b` (Table 6.1)."
     _check_pair(a, b); check_inputs(x, y)
-    return F.cosine_similarity(_input_grads(a, x, y).flatten(1), _input_grads(b, x, y).flatten(1), dim=1, eps=1e-12).mean().item()
+    return F.cosine_similarity(_eval_input_grad(a, x, y).flatten(1), _eval_input_grad(b, x, y).flatten(1), dim=1, eps=1e-12).mean().item()
 
-# %% ../nbs/06_alignment.ipynb #12dd4a67
-@on_model_device
 def input_grad_norm(model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
     "Per-example ||grad_x loss(x, y)||_2, shape (N,) (Table 6.2)."
     _check_pair(model, model); check_inputs(x, y, unit_range=False)
-    return _input_grads(model, x, y).flatten(1).norm(dim=1)
+    return _eval_input_grad(model, x, y).flatten(1).norm(dim=1)
 
 # %% ../nbs/06_alignment.ipynb #5a9f1572
 def _lanczos_max(matvec:Callable, v0:Tensor, *, tol:float, max_steps:int) -> tuple[Tensor, Tensor]:
@@ -325,9 +327,7 @@ def loss_surface(model:nn.Module, x:Tensor, y:Tensor, d1:Tensor, d2:Tensor|None=
     a, b = torch.meshgrid(c, c, indexing='ij')
     ex = (None, slice(None), slice(None)) + (None,) * (x.dim() - 1)
     pts = (x[:, None, None] + a[ex] * d1[:, None, None] + b[ex] * d2[:, None, None]).flatten(0, 2)
-    labels = y.repeat_interleave(n * n)
-    with eval_guard(model), torch.no_grad():
-        loss = torch.cat([F.cross_entropy(model(p), l, reduction='none') for p, l in batches(pts, labels, batch_size=batch_size)])
+    loss = F.cross_entropy(batched_forward(model, pts, batch_size=batch_size), y.repeat_interleave(n * n), reduction='none')
     return loss.view(x.shape[0], n, n)
 
 # %% ../nbs/06_alignment.ipynb #04f3a67b
@@ -343,10 +343,9 @@ def transfer_error(source:nn.Module, target:nn.Module, x:Tensor, y:Tensor, attac
     x_adv_target = attack(target, x, y, **kw) if x_adv_target is None else x_adv_target
     for t, name in ((x_adv, 'x_adv'), (x_adv_target, 'x_adv_target')):
         if not isinstance(t, Tensor) or t.shape != x.shape: raise ValueError(f"{name} got shape {getattr(t, 'shape', None)}; expected {tuple(x.shape)}")
-    pred = lambda m, z: _log_probs(m, z, 1.0, 512).argmax(1)
-    keep = (pred(source, x) == y) & (pred(target, x) == y) & (pred(source, x_adv) != y) & (pred(target, x_adv_target) != y)
+    keep = (predict(source, x) == y) & (predict(target, x) == y) & (predict(source, x_adv) != y) & (predict(target, x_adv_target) != y)
     k = int(keep.sum())
-    err = (pred(target, x_adv[keep]) != y[keep]).double().mean().item() if k else float('nan')
+    err = (predict(target, x_adv[keep]) != y[keep]).double().mean().item() if k else float('nan')
     return (err, k) if return_count else err
 
 # %% ../nbs/06_alignment.ipynb #1dbdc139
@@ -355,7 +354,7 @@ from .core import get_preset, set_seed
 from .data import preset_data, loaders
 from .models import MLP, MnistCNN, cnn6
 from .train import fit
-from .attacks import pgd, predict
+from .attacks import pgd
 from fastcore.basics import patch
 
 def strided_cnn(in_channels:int=1, input_size:int=28, *, bn:bool=False, num_classes:int=10) -> nn.Sequential:
@@ -393,33 +392,37 @@ class TransferStudy:
         }
         self._trained, self._aligned, self._target_adv, self._attack_data = {}, {}, {}, {}
 
-    def attack_data(self, n:int|None=None) -> tuple:
-        "The attacked test points `(x, y)`: a class-balanced subset of `n` (default `n_attack`; None in tiny: all)."
-        n = self.n_attack if n is None else n
-        if n not in self._attack_data:
-            d = preset_data('test', self.P, n=n) if n is not None else self.test
-            self._attack_data[n] = (d.x, d.y)
-        return self._attack_data[n]
+# %% ../nbs/06_alignment.ipynb #dca93b39
+@patch
+def attack_data(self:TransferStudy, n:int|None=None) -> tuple:
+    "The attacked test points `(x, y)`: a class-balanced subset of `n` (default `n_attack`; None in tiny: all)."
+    n = self.n_attack if n is None else n
+    if n not in self._attack_data:
+        d = preset_data('test', self.P, n=n) if n is not None else self.test
+        self._attack_data[n] = (d.x, d.y)
+    return self._attack_data[n]
 
-    def trained(self, name:str, seed:int) -> nn.Module:
-        "A model of the zoo trained on the preset's training set with `seed` (cached), in eval mode."
-        if (name, seed) not in self._trained:
-            make, epochs, lr = self.zoo[check_choice(name, self.zoo, 'name')]
-            set_seed(seed); m = make()
-            fit(m, loaders(self.train, batch_size=self.batch_size, seed=seed), epochs=epochs, lr=lr, opt='sgd_momentum',
-                seed=seed, sched={'name': 'cosine', 'warmup': 0}, progress=False)
-            self._trained[name, seed] = m.eval()
-        return self._trained[name, seed]
+@patch
+def trained(self:TransferStudy, name:str, seed:int) -> nn.Module:
+    "A model of the zoo trained on the preset's training set with `seed` (cached), in eval mode."
+    if (name, seed) not in self._trained:
+        make, epochs, lr = self.zoo[check_choice(name, self.zoo, 'name')]
+        set_seed(seed); m = make()
+        fit(m, loaders(self.train, batch_size=self.batch_size, seed=seed), epochs=epochs, lr=lr, opt='sgd_momentum',
+            seed=seed, sched={'name': 'cosine', 'warmup': 0}, progress=False)
+        self._trained[name, seed] = m.eval()
+    return self._trained[name, seed]
 
-    def aligned(self, source:str, witnesses, seed:int, **kw) -> nn.Module:
-        "The source of `seed` aligned with the witnesses (names, or (name, index) pairs for several of one kind), cached."
-        ws = [w if isinstance(w, tuple) else (w, 0) for w in ([witnesses] if isinstance(witnesses, (str, tuple)) else witnesses)]
-        key = (source, tuple(ws), seed, tuple(sorted(kw.items())))
-        if key not in self._aligned:
-            set_seed(seed)
-            self._aligned[key] = align(self.trained(source, seed), [self.trained(w, 100 + seed + j) for w, j in ws],
-                                       loaders(self.train, batch_size=self.batch_size, seed=seed), **{**self.align_kw, **kw}).eval()
-        return self._aligned[key]
+@patch
+def aligned(self:TransferStudy, source:str, witnesses, seed:int, **kw) -> nn.Module:
+    "The source of `seed` aligned with the witnesses (names, or (name, index) pairs for several of one kind), cached."
+    ws = [w if isinstance(w, tuple) else (w, 0) for w in ([witnesses] if isinstance(witnesses, (str, tuple)) else witnesses)]
+    key = (source, tuple(ws), seed, tuple(sorted(kw.items())))
+    if key not in self._aligned:
+        set_seed(seed)
+        self._aligned[key] = align(self.trained(source, seed), [self.trained(w, 100 + seed + j) for w, j in ws],
+                                   loaders(self.train, batch_size=self.batch_size, seed=seed), **{**self.align_kw, **kw}).eval()
+    return self._aligned[key]
 
 # %% ../nbs/06_alignment.ipynb #bb7b1280
 @patch

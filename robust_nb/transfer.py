@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_inputs, check_eps, check_choice, check_positive_int, check_bool, eval_guard, project, on_model_device
-from .core import check_model
+from .core import (check_inputs, check_eps, check_choice, check_positive_int, check_bool, check_model, eval_guard,
+                            project, on_model_device, input_grad)
 
 # %% auto #0
 __all__ = ['mi_fgsm', 'ni_fgsm', 'vmi_fgsm', 'vni_fgsm', 'sini_fgsm', 'di_fgsm', 'gaussian_kernel', 'ti_fgsm', 'LogitEnsemble',
@@ -28,15 +28,6 @@ def _validate(model, x, y, eps, alpha, steps, decay, targeted):
     alpha = eps / steps if alpha is None else check_eps(alpha, 'alpha')
     return eps, alpha, steps, check_eps(decay, 'decay')
 
-def _loss_grad(model, x_eval:Tensor, y:Tensor, targeted:bool, transform=None) -> Tensor:
-    "Gradient of the summed cross-entropy at `transform(x_eval)` with respect to `x_eval` (negated if `targeted`)."
-    with torch.enable_grad():   # attacks work also when called under torch.no_grad()
-        x_eval = x_eval.detach().requires_grad_(True)
-        logits = model(transform(x_eval) if transform is not None else x_eval)
-        loss = F.cross_entropy(logits, y, reduction='sum')
-        g, = torch.autograd.grad(-loss if targeted else loss, x_eval)
-    return g
-
 def _l1_normalise(g:Tensor) -> Tensor:
     "g / mean|g| per example (the l1 normalisation of MI-FGSM, up to the constant d)."
     return g / g.abs().mean(dim=tuple(range(1, g.dim())), keepdim=True).clamp_min(1e-12)
@@ -46,13 +37,13 @@ def _neighbourhood_grad(model, x_adv, y, targeted, n, radius) -> Tensor:
     "Mean gradient over `n` uniform samples of the linf ball of `radius` around `x_adv` (VMI/VNI), in one batch."
     # torch.randn_like(...).uniform_ as in torchattacks, so that seeded runs draw the same samples
     noise = torch.cat([torch.randn_like(x_adv).uniform_(-radius, radius) for _ in range(n)])
-    g = _loss_grad(model, x_adv.detach().repeat(n, *([1] * (x_adv.dim() - 1))) + noise, y.repeat(n), targeted)
+    _, g = input_grad(model, x_adv.detach().repeat(n, *([1] * (x_adv.dim() - 1))) + noise, y.repeat(n), targeted=targeted)
     return g.view(n, *x_adv.shape).mean(0)
 
 def _momentum_attack(model, x, y, *, eps, alpha, steps, decay, targeted, nesterov=False, variance=None,
                      grad_fn=None, smooth=None) -> Tensor:
     "The iteration shared by the MI family: accumulate l1-normalised (variance-tuned, smoothed) gradients, take sign steps."
-    grad_fn = grad_fn or (lambda z: _loss_grad(model, z, y, targeted))
+    grad_fn = grad_fn or (lambda z: input_grad(model, z, y, targeted=targeted)[1])
     x = x.detach()
     x_adv, g, v = x.clone(), torch.zeros_like(x), torch.zeros_like(x)
     with eval_guard(model):
@@ -120,8 +111,8 @@ def sini_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|Non
     scales = 0.5 ** torch.arange(m, dtype=x.dtype, device=x.device)
     def grad_fn(z):   # d/dz sum_i loss(z / 2^i), all copies in one batch
         shape = (m,) + (1,) * z.dim()
-        g = _loss_grad(model, z, y.repeat(m), targeted,
-                       transform=lambda u: (u.unsqueeze(0) * scales.view(shape)).flatten(0, 1))
+        _, g = input_grad(model, z, y.repeat(m), targeted=targeted,
+                          transform=lambda u: (u.unsqueeze(0) * scales.view(shape)).flatten(0, 1))
         return g / m
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted,
                             nesterov=True, grad_fn=grad_fn)
@@ -155,7 +146,7 @@ def di_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=
     eps, alpha, steps, decay = _validate(model, x, y, eps, alpha, steps, decay, targeted)
     resize_rate, prob = check_eps(resize_rate, 'resize_rate'), _check_prob(diversity_prob, 'diversity_prob')
     if x.shape[-1] != x.shape[-2]: raise ValueError(f"x got shape {tuple(x.shape)}; di_fgsm expects square images")
-    grad_fn = lambda z: _loss_grad(model, z, y, targeted, transform=lambda u: _input_diversity(u, resize_rate, prob))
+    grad_fn = lambda z: input_grad(model, z, y, targeted=targeted, transform=lambda u: _input_diversity(u, resize_rate, prob))[1]
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted, grad_fn=grad_fn)
 
 # %% ../nbs/06a_transfer.ipynb #60aea443
@@ -181,7 +172,7 @@ def ti_fgsm(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, alpha:float|None=
     w = gaussian_kernel(kernel_size, check_eps(nsig, 'nsig')).to(x.device, x.dtype).expand(c, 1, -1, -1)
     smooth = lambda g: F.conv2d(g, w, padding='same', groups=c)
     transform = (lambda u: _input_diversity(u, resize_rate, prob)) if prob > 0 else None
-    grad_fn = lambda z: _loss_grad(model, z, y, targeted, transform=transform)
+    grad_fn = lambda z: input_grad(model, z, y, targeted=targeted, transform=transform)[1]
     return _momentum_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted,
                             grad_fn=grad_fn, smooth=smooth)
 

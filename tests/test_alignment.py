@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from hypothesis import given, settings, strategies as st
 
-from robust_nb.core import set_seed, eval_guard
+from robust_nb.core import set_seed, eval_guard, input_grad
 from robust_nb.models import MLP, MnistCNN
 from robust_nb import alignment, transfer
 from robust_nb.alignment import (alignment_loss, align, kl_divergence, prediction_agreement, input_grad_cosine,
@@ -152,12 +152,6 @@ def test_ensemble(toy):
 
 
 # ---------------------------------------------------------------- LinBP and BPA
-def _xgrad(m, x, y):
-    x = x.clone().requires_grad_(True)
-    g, = torch.autograd.grad(F.cross_entropy(m(x), y, reduction='sum'), x)
-    return g
-
-
 def _hooks(m): return sum(len(x._forward_hooks) + len(x._forward_pre_hooks) for x in m.modules())
 
 
@@ -167,15 +161,15 @@ def test_backward_swaps_restore(toy, ctx):
     m, x, y = toy
     m.eval()
     with torch.no_grad(): out0 = m(x)
-    g0 = _xgrad(m, x, y)
+    g0 = input_grad(m, x, y)[1]
     state = copy.deepcopy(m.state_dict())
     with ctx(m):
         with torch.no_grad(): assert torch.equal(m(x), out0)          # forward unchanged
-        assert not torch.allclose(_xgrad(m, x, y), g0)                  # backward changed
-    assert torch.equal(_xgrad(m, x, y), g0) and _hooks(m) == 0
+        assert not torch.allclose(input_grad(m, x, y)[1], g0)         # backward changed
+    assert torch.equal(input_grad(m, x, y)[1], g0) and _hooks(m) == 0
     with pytest.raises(KeyError):
         with ctx(m): raise KeyError('inside')
-    assert torch.equal(_xgrad(m, x, y), g0) and _hooks(m) == 0
+    assert torch.equal(input_grad(m, x, y)[1], g0) and _hooks(m) == 0
     assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
 
 
@@ -187,9 +181,9 @@ def test_linbp_is_linear_network_gradient():
     with torch.no_grad(): p = torch.softmax(net(x), 1)
     xr = x.clone().requires_grad_(True)
     ref, = torch.autograd.grad((lin(xr) * (p - F.one_hot(y, 10))).sum(), xr)
-    with linbp(net, start=0): assert torch.allclose(_xgrad(net, x, y), ref, atol=1e-6)
+    with linbp(net, start=0): assert torch.allclose(input_grad(net, x, y)[1], ref, atol=1e-6)
     with linbp(net, start=1):   # only the second ReLU is linear: not the fully linear gradient
-        assert not torch.allclose(_xgrad(net, x, y), ref, atol=1e-6)
+        assert not torch.allclose(input_grad(net, x, y)[1], ref, atol=1e-6)
 
 
 def test_backward_swap_validation():
@@ -301,6 +295,22 @@ def test_similarity_metrics():
     with torch.no_grad(): assert torch.allclose(input_grad_norm(a, x, y), ga.norm(dim=1), atol=1e-6)   # works under no_grad
     with pytest.raises(ValueError, match='T got'): kl_divergence(a, b, x, T=0)
     with pytest.raises(ValueError, match=r'\[0, 1\]'): prediction_agreement(a, b, x + 2)
+
+
+def test_metrics_run_in_eval_mode_in_batches_and_leave_the_models_untouched(toy):
+    "KL, agreement and gradient norm use the running batch-norm statistics (eval mode), any batch size, and restore the models."
+    _, x, y = toy
+    a, b = _cnn(seed=3).train(), _cnn(seed=4).train()
+    sa, sb = _snapshot(a), _snapshot(b)
+    with torch.no_grad(), eval_guard(a), eval_guard(b): pa, pb = F.log_softmax(a(x), 1), F.log_softmax(b(x), 1)
+    xg = x.clone().requires_grad_(True)
+    with eval_guard(a): ga, = torch.autograd.grad(F.cross_entropy(a(xg), y, reduction='sum'), xg)
+    kl, ref = kl_divergence(a, b, x, batch_size=5), (pa.exp() * (pa - pb)).sum(1).mean().item()
+    assert math.isclose(kl, ref, rel_tol=1e-5), (kl, ref)
+    agree, ref = prediction_agreement(a, b, x, batch_size=5), (pa.argmax(1) == pb.argmax(1)).double().mean().item()
+    assert agree == ref, (agree, ref)
+    assert torch.allclose(input_grad_norm(a, x, y), ga.flatten(1).norm(dim=1), atol=1e-6)
+    assert _same(a, sa) and _same(b, sb)
 
 
 @pytest.mark.parametrize('act', [nn.Tanh, nn.ReLU, nn.Softplus])
