@@ -19,12 +19,13 @@ def test_committed_modules_match_notebooks(tmp_path):
     "robust_nb/ is exactly what nbdev_export makes of nbs/ (never edited by hand)."
     for p in ('settings.ini', 'nbs', 'robust_nb'): 
         (shutil.copytree if (ROOT / p).is_dir() else shutil.copy)(ROOT / p, tmp_path / p)
-    for f in (tmp_path / 'robust_nb').glob('*.py'): f.unlink()
+    for f in (tmp_path / 'robust_nb').rglob('*.py'):      # every exported module, robust_nb/experiments/ too
+        if f.name != '__init__.py': f.unlink()
     exe = Path(sys.executable).parent / 'nbdev_export'
     env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}   # nbdev_export does nothing when IN_TEST is set
     subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True, env=env)
-    ours = {f.name: f.read_text() for f in (ROOT / 'robust_nb').glob('*.py')}
-    theirs = {f.name: f.read_text() for f in (tmp_path / 'robust_nb').glob('*.py')}
+    rel = lambda root: {str(f.relative_to(root)): f.read_text() for f in root.rglob('*.py') if '__pycache__' not in f.parts}
+    ours, theirs = rel(ROOT / 'robust_nb'), rel(tmp_path / 'robust_nb')
     assert sorted(ours) == sorted(theirs), 'modules without a notebook, or notebooks whose module is not committed'
     stale = [n for n in ours if ours[n] != theirs[n]]
     assert not stale, f'{stale} differ from what their notebooks export: run nbdev_export and commit both'
@@ -120,6 +121,7 @@ HOMES = {   # one public home per shared piece (issue 14); the CLI keeps only pa
     'train': 'dist_env setup_distributed rank_world process_device all_sum barrier shard_indices shard_tensors shard_mean',
     'evaluation': 'checkpoint_config build_from_config load_model ATTACKS evaluate_attacks plot_accuracy alignment_metrics',
     'tables': 'REPRODUCIBLE thesis_table table_function available_tables markdown_table reproduce',
+    'experiments.base': 'ExperimentConfig Experiment',
     'exercises': 'SOLUTION_BEGIN SOLUTION_END STUB strip_solutions exercise_cells make_student_copy find_nbs',
 }
 

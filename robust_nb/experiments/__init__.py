@@ -1,0 +1,1 @@
+"The experiments layer: one module per chapter study (`soar`, `hierarchy`, `alignment`, `optimizers`), each a config dataclass built from a preset, `run()`, and the thesis's tables as DataFrames; the shared shape is `robust_nb.experiments.base`."
