@@ -19,7 +19,8 @@ from torch import nn
 from robust_nb.core import get_device, get_preset, set_seed
 from robust_nb.attacks import pgd
 from robust_nb.models import MLP
-from robust_nb.soar import soar_loss, GRAD_METHODS, SoarExperiment
+from robust_nb.soar import soar_loss, GRAD_METHODS
+from robust_nb.experiments.soar import SoarExperiment
 
 GOAL_PGD10, GOAL_STANDARD = 0.6, 4.5
 LABEL = {'double_backprop': 'double backprop', 'jvp': 'jvp (forward over reverse)'}

@@ -20,7 +20,7 @@ from .train import make_optimizer, make_scheduler
 # %% auto #0
 __all__ = ['ALIGNMENT_METHODS', 'alignment_loss', 'align', 'kl_divergence', 'prediction_agreement', 'input_grad_cosine',
            'input_grad_norm', 'hessian_max_eig', 'orthogonal_direction', 'loss_surface', 'transfer_error',
-           'strided_cnn', 'TransferStudy', 'changes', 'table_6_3']
+           'strided_cnn']
 
 # %% ../nbs/06_alignment.ipynb #913523b0
 ALIGNMENT_METHODS = ('kl', 'hint', 'rkd', 'nce')
@@ -349,14 +349,6 @@ def transfer_error(source:nn.Module, target:nn.Module, x:Tensor, y:Tensor, attac
     return (err, k) if return_count else err
 
 # %% ../nbs/06_alignment.ipynb #1dbdc139
-import pandas as pd
-from .core import get_preset, set_seed
-from .data import preset_data, loaders
-from .models import MLP, MnistCNN, cnn6
-from .train import fit
-from .attacks import pgd
-from fastcore.basics import patch
-
 def strided_cnn(in_channels:int=1, input_size:int=28, *, bn:bool=False, num_classes:int=10) -> nn.Sequential:
     "A small CNN for the `small` zoo: two stride-2 3x3 convolutions (32, 64 channels), FC 128, FC `num_classes` (ReLU)."
     s = (check_positive_int(input_size, 'input_size') + 3) // 4   # side after two stride-2 convolutions with padding 1
@@ -365,128 +357,13 @@ def strided_cnn(in_channels:int=1, input_size:int=28, *, bn:bool=False, num_clas
                          nn.Conv2d(32, 64, 3, stride=2, padding=1), *norm(64), nn.ReLU(), nn.Flatten(),
                          nn.Linear(64 * s * s, 128), nn.ReLU(), nn.Linear(128, num_classes))
 
-# %% ../nbs/06_alignment.ipynb #75b69a68
-class TransferStudy:
-    "Section 6.5 at the scale of `preset`: a zoo trained on the preset's data and aligned on demand (cached), and 6.5.1's protocol."
-    def __init__(self, preset:str|None=None):
-        P = self.P = get_preset(preset)
-        self.eps = P.pick(tiny=0.1, small=0.1, paper=4 / 255)
-        self.pgd_kw = dict(eps=self.eps, alpha=self.eps / 4, steps=20)
-        self.batch_size = P.pick(tiny=64, small=128, paper=128)
-        self.align_kw = dict(epochs=P.pick(tiny=3, small=1, paper=1), lr=P.pick(tiny=0.05, small=0.05, paper=1e-3), T=1.0)
-        self.seeds = P.pick(tiny=P.seeds[:2], small=P.seeds, paper=P.seeds)     # Tables 6.1-6.3 average over these seeds
-        self.slow_seeds = P.pick(tiny=P.seeds, small=P.seeds[:1], paper=P.seeds)  # the ablations (slow cells)
-        self.train = preset_data('train', P, n=P.pick(tiny=None, small=20000, paper=None))
-        self.test = preset_data('test', P)                                        # the whole test set (accuracy, KL)
-        self.n_attack = P.pick(tiny=None, small=1000, paper=1000)                # attacked test points (None: all)
-        self.img = IMG = P.img_size; C = self.train.x.shape[1]
-        cnn = P.pick(tiny=lambda bn: MnistCNN(in_channels=C, input_size=IMG) if not bn else cnn6(10, C, bn=True),
-                     small=lambda bn: strided_cnn(C, IMG, bn=bn), paper=lambda bn: strided_cnn(C, IMG, bn=bn))
-        ep = P.pick(tiny=dict(S=20, M=20, L=20, C=10, B=5), small=dict(S=5, M=5, L=3, C=3, B=3), paper=dict(S=20, M=20, L=20, C=20, B=20))
-        self.zoo = {  # name: (constructor, epochs, learning rate)
-            'MLP-S':  (lambda: MLP((C, IMG, IMG), hidden=(64,)), ep['S'], 0.05),
-            'MLP-M':  (lambda: MLP((C, IMG, IMG), hidden=(256, 256)), ep['M'], 0.05),
-            'MLP-L':  (lambda: MLP((C, IMG, IMG), hidden=(1024, 1024)), ep['L'], 0.05),
-            'CNN':    (lambda: cnn(False), ep['C'], 0.05),
-            'CNN-BN': (lambda: cnn(True), ep['B'], 0.05),
-        }
-        self._trained, self._aligned, self._target_adv, self._attack_data = {}, {}, {}, {}
-
-# %% ../nbs/06_alignment.ipynb #dca93b39
-@patch
-def attack_data(self:TransferStudy, n:int|None=None) -> tuple:
-    "The attacked test points `(x, y)`: a class-balanced subset of `n` (default `n_attack`; None in tiny: all)."
-    n = self.n_attack if n is None else n
-    if n not in self._attack_data:
-        d = preset_data('test', self.P, n=n) if n is not None else self.test
-        self._attack_data[n] = (d.x, d.y)
-    return self._attack_data[n]
-
-@patch
-def trained(self:TransferStudy, name:str, seed:int) -> nn.Module:
-    "A model of the zoo trained on the preset's training set with `seed` (cached), in eval mode."
-    if (name, seed) not in self._trained:
-        make, epochs, lr = self.zoo[check_choice(name, self.zoo, 'name')]
-        set_seed(seed); m = make()
-        fit(m, loaders(self.train, batch_size=self.batch_size, seed=seed), epochs=epochs, lr=lr, opt='sgd_momentum',
-            seed=seed, sched={'name': 'cosine', 'warmup': 0}, progress=False)
-        self._trained[name, seed] = m.eval()
-    return self._trained[name, seed]
-
-@patch
-def aligned(self:TransferStudy, source:str, witnesses, seed:int, **kw) -> nn.Module:
-    "The source of `seed` aligned with the witnesses (names, or (name, index) pairs for several of one kind), cached."
-    ws = [w if isinstance(w, tuple) else (w, 0) for w in ([witnesses] if isinstance(witnesses, (str, tuple)) else witnesses)]
-    key = (source, tuple(ws), seed, tuple(sorted(kw.items())))
-    if key not in self._aligned:
-        set_seed(seed)
-        self._aligned[key] = align(self.trained(source, seed), [self.trained(w, 100 + seed + j) for w, j in ws],
-                                   loaders(self.train, batch_size=self.batch_size, seed=seed), **{**self.align_kw, **kw}).eval()
-    return self._aligned[key]
-
-# %% ../nbs/06_alignment.ipynb #bb7b1280
-@patch
-def transfer_rows(self:TransferStudy, seed:int, block:str, variants:dict, targets:dict, *, attack=pgd, attack_kw:dict|None=None,
-                  target_protocol:bool=True, n:int|None=None) -> list:
-    """Error (%) of each target on each variant's adversarial examples, on the examples valid for every variant (6.5.1),
-    on `n` attacked test points; `se`: the standard error of the first variant's error, and of each other variant's
-    paired difference from it (same examples), in points."""
-    attack_kw = self.pgd_kw if attack_kw is None else attack_kw
-    x, y = self.attack_data(n)
-    akey = (attack.__name__, tuple(sorted(attack_kw.items())), len(y))
-    adv = {}
-    for k, m in variants.items():
-        set_seed(seed); adv[k] = attack(m, x, y, **attack_kw)
-    ok = torch.ones_like(y, dtype=torch.bool)
-    for k, m in variants.items(): ok &= (predict(m, x) == y) & (predict(m, adv[k]) != y)
-    rows, first = [], next(iter(variants))
-    for tn, (tkey, tm) in targets.items():
-        keep = ok & (predict(tm, x) == y)
-        if target_protocol:
-            if (tkey, seed, akey) not in self._target_adv:
-                set_seed(seed); self._target_adv[tkey, seed, akey] = attack(tm, x, y, **attack_kw)
-            keep &= predict(tm, self._target_adv[tkey, seed, akey]) != y
-        fooled = {k: (predict(tm, adv[k][keep]) != y[keep]).double() * 100 for k in variants}
-        for k in variants:
-            d = fooled[k] if k == first else fooled[k] - fooled[first]
-            k_n = int(keep.sum())
-            rows.append(dict(seed=seed, block=block, variant=k, target=tn, error=fooled[k].mean().item() if k_n else float('nan'),
-                             se=(d.std() / k_n ** 0.5).item() if k_n > 1 else float('nan'), n=k_n))
-    return rows
-
-@patch
-def table_6_3(self:TransferStudy, sources=('MLP-M', 'CNN'), witnesses=('MLP-S', 'MLP-M', 'CNN'), targets=('MLP-S', 'MLP-M', 'CNN')) -> pd.DataFrame:
-    "The rows of Table 6.3 (one per seed, source, witness ('n/a': not aligned) and target): transfer error (%), its `se` and n."
-    rows = []
-    for s in self.seeds:
-        tg = {t: ((t, 200 + s), self.trained(t, 200 + s)) for t in targets}
-        for src in sources:
-            variants = {'n/a': self.trained(src, s)} | {w: self.aligned(src, w, s) for w in witnesses}
-            rows += self.transfer_rows(s, src, variants, tg)
-    return pd.DataFrame(rows).rename(columns={'block': 'source', 'variant': 'witness'})
-
-# %% ../nbs/06_alignment.ipynb #947bece0
-def changes(df:pd.DataFrame, block='block', variant='variant') -> pd.DataFrame:
-    """Mean over seeds; the first variant of each block as the absolute error, the others as the change from it, each
-    `± its standard error` when `df` has an `se` column (per seed, combined as sqrt(sum se^2) / #seeds)."""
-    g = df.groupby([block, variant, 'target'], sort=False)
-    m = g['error'].mean().unstack('target')
-    se = (g['se'].apply(lambda s: float(np.sqrt((s ** 2).sum())) / len(s)).unstack('target').reindex_like(m)
-          if 'se' in df else None)
-    out = m.copy().astype(object)
-    for b in m.index.get_level_values(0).unique():
-        base = m.loc[b].iloc[0]
-        for v in m.loc[b].index:
-            cell = [f"{e:.1f}" if v == m.loc[b].index[0] else f"{e - b0:+.1f}" for e, b0 in zip(m.loc[(b, v)], base)]
-            if se is not None: cell = [f"{c} ± {s:.1f}" for c, s in zip(cell, se.loc[(b, v)])]
-            out.loc[(b, v)] = cell
-    out.columns = [str(c) for c in out.columns]
-    return out
-
-def table_6_3(preset:str|None=None) -> pd.DataFrame:
-    "Table 6.3 (reduced grid) computed in `preset` (what `robust-nb reproduce 6.3` runs): error (%), then changes after alignment (± standard error)."
-    t = changes(TransferStudy(preset).table_6_3(), 'source', 'witness')
-    return t.rename_axis(['Source', 'Witness']).reset_index()
+# %% ../nbs/06_alignment.ipynb #c1a7e0d2
+def __getattr__(name:str):
+    "`TransferStudy`, `changes` and `table_6_3` moved to `robust_nb.experiments.alignment`; their old names here import it lazily."
+    if name in ('TransferStudy', 'changes', 'table_6_3'):
+        from robust_nb.experiments import alignment as experiment
+        return getattr(experiment, name)
+    raise AttributeError(f"module 'robust_nb.alignment' has no attribute {name!r}")
 
 # %% ../nbs/06_alignment.ipynb #aaf113f8
 from .core import add_param_docs

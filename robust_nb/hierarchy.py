@@ -4,27 +4,20 @@
 
 # %% ../nbs/05_hierarchy.ipynb #69da8ede
 from __future__ import annotations
-from dataclasses import replace
 from typing import Callable, Sequence
-import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn, Tensor
-from fastcore.basics import patch
 from .core import (check_inputs, check_eps, check_norm, check_choice, check_positive_int, check_bool, check_model,
-                            eval_guard, lp_norm, get_device, get_preset, set_seed, on_model_device, batched_forward)
-from .data import (digits, loaders, preset_data, vision_dataset, dataset_tensors, DIGITS_HIERARCHY,
-                            FASHION_MNIST_HIERARCHY, CIFAR10_HIERARCHY, CIFAR5X5_HIERARCHY, CIFAR100_HIERARCHY)
-from .models import MLP, resnet10, resnet50
+                            eval_guard, lp_norm, get_device, on_model_device, batched_forward)
+from .data import loaders
 from .train import fit, dist_env, setup_distributed
 from .attacks import pgd
-from .defenses import make_loss
 
 # %% auto #0
-__all__ = ['HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'is_hierarchical_adversarial', 'meta_accuracy', 'leaf_accuracy',
-           'p_meta_given_wrong_leaf', 'HierSetup', 'hierarchical_pgd', 'HAR', 'pgd_meta', 'train_har', 'hier_outcomes',
-           'summarize_outcomes', 'paired_difference', 'har_vs_flat', 'HierExperiment', 'table_5_3']
+__all__ = ['is_hierarchical_adversarial', 'meta_accuracy', 'leaf_accuracy', 'p_meta_given_wrong_leaf', 'hierarchical_pgd', 'HAR',
+           'pgd_meta', 'train_har', 'hier_outcomes']
 
 # %% ../nbs/05_hierarchy.ipynb #082238cf
 def _check_hierarchy(hierarchy, n_classes:int|None=None):
@@ -100,85 +93,6 @@ def p_meta_given_wrong_leaf(model:nn.Module, x:Tensor, y:Tensor, hierarchy) -> f
     meta, wrong = _meta_of(hierarchy, y), pred != y
     if not wrong.any(): return float('nan')
     return (meta[pred[wrong]] == meta[y[wrong]]).float().mean().item()
-
-# %% ../nbs/05_hierarchy.ipynb #6d2e1f58
-HIERARCHIES = {'digits': DIGITS_HIERARCHY, 'fashion_mnist': FASHION_MNIST_HIERARCHY, 'cifar10': CIFAR10_HIERARCHY,
-               'cifar5x5': CIFAR5X5_HIERARCHY, 'cifar100': CIFAR100_HIERARCHY}
-
-def _hier_config(P) -> dict:
-    "The configuration `CFG` of Section 5.6 in preset `P`: data set, budgets, training and attack settings."
-    return P.pick(
-        tiny=dict(dataset='digits', n_train=None, eps=0.15, alpha=0.0375, eps_l2=0.75, alpha_l2=0.1875, beta=6.0, epochs=12,
-                  lr=0.05, batch_size=64, sched=None, opt_kw={}, n_eval=200, steps=(20, 200), steps_l2=50, seeds=(0,), seeds_l2=(0,)),
-        small=dict(dataset='fashion_mnist', n_train=10_000, eps=0.1, alpha=0.025, eps_l2=0.8, alpha_l2=0.2, beta=6.0, epochs=12,
-                   lr=0.05, batch_size=128, sched=None, opt_kw={}, n_eval=1000, steps=(20, 50), steps_l2=50, seeds=P.seeds,
-                   seeds_l2=(P.seeds[0],)),
-        paper=dict(dataset='cifar100', n_train=None, eps=8/255, alpha=2/255, eps_l2=0.5, alpha_l2=0.125, beta=6.0, epochs=200, lr=0.1,
-                   batch_size=128, sched={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}, opt_kw={'weight_decay': 2e-4},
-                   n_eval=1000, steps=(20, 200), steps_l2=50, seeds=P.seeds, seeds_l2=P.seeds))
-
-def _load_task(name:str, P, n_train:int|None=None):
-    "(train, test dataset, hierarchy) of `name` in preset `P`: digits and Fashion-MNIST in memory (`n_train`: a class-balanced subset), CIFAR augmented."
-    if name in ('digits', 'fashion_mnist'):                 # `preset_data`: the preset's images, as tensors
-        Q = P if P.dataset == name else replace(P, dataset=name)
-        return preset_data('train', Q, n=n_train), preset_data('test', Q), HIERARCHIES[name]
-    from torchvision import transforms
-    aug = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
-    return (vision_dataset(name, P.data_root, train=True, transform=aug), vision_dataset(name, P.data_root, train=False),
-            HIERARCHIES[name])
-
-# %% ../nbs/05_hierarchy.ipynb #1069b699
-FLAT_DEFENSES, HAR_DEFENSES = ('Standard', 'PGD10', 'PGD10-T', 'TRADES'), ('Standard', 'PGD10', 'TRADES')
-
-def _budget(CFG:dict, norm:str='linf') -> dict:
-    "The budget `dict(eps=, alpha=)` of `CFG` for `norm`, of the training attacks and of the evaluation alike."
-    return dict(eps=CFG['eps'], alpha=CFG['alpha']) if norm == 'linf' else dict(eps=CFG['eps_l2'], alpha=CFG['alpha_l2'])
-
-def _defense_loss(name:str, CFG:dict, hierarchy, norm:str='linf'):
-    "The `fit` loss of training method `name` of Section 5.6.1 (`defenses.make_loss`) with the budget of `CFG` for `norm`."
-    return make_loss(check_choice(name, FLAT_DEFENSES, 'defense'), **_budget(CFG, norm), steps=10, norm=norm, beta=CFG['beta'],
-                     hierarchy=hierarchy, with_logits=False)
-
-# %% ../nbs/05_hierarchy.ipynb #6056a4dd
-class HierSetup:
-    "Section 5.6's setting in `preset`: configuration `CFG`, data, hierarchy and the flat model of each defense (cached)."
-    KINDS = ('Flat',)        # the kinds of model `model` trains (`HierExperiment` adds 'HAR')
-    def __init__(self, preset:str|None=None, device=None, dataset:str|None=None):
-        P = self.P = get_preset(preset)
-        self.device = device or get_device()
-        self.CFG = CFG = _hier_config(P)
-        if dataset is not None: CFG['dataset'] = check_choice(dataset, HIERARCHIES, 'dataset')   # Table 5.5: cifar10, cifar5x5
-        self.train_ds, self.test_ds, self.hier = self.load_task(CFG['dataset'])
-        self.xte, self.yte = self.as_tensors(self.test_ds)                        # the whole test set (leaf/clean metrics)
-        self.x_ev, self.y_ev = self.as_tensors(self.test_ds, CFG['n_eval'])       # the attacked subset
-        self.n_in, self.n_cls = self.train_ds[0][0].shape, len(self.hier.meta_of)
-        self.fit_kw = dict(epochs=CFG['epochs'], lr=CFG['lr'], opt='sgd_momentum', sched=CFG['sched'], opt_kw=CFG['opt_kw'], progress=False)
-        self.models = {}     # (kind, defense, seed, norm) -> trained model
-    def load_task(self, name:str):
-        "(train dataset, test dataset, hierarchy) of the experiments."
-        return _load_task(name, self.P, self.CFG['n_train'])
-    def as_tensors(self, ds, n:int|None=None, seed:int=0):
-        "`n` random examples of `ds` (all if None) as tensors on the device."
-        x, y = dataset_tensors(ds, n=n, seed=seed)
-        return x.to(self.device), y.to(self.device)
-    def flat_model(self) -> nn.Module:
-        "The flat classifier: a 2x256 MLP (tiny, small) or ResNet-50 (paper)."
-        n_in, k = self.n_in, self.n_cls
-        return self.P.pick(tiny=lambda: MLP(n_in, (256, 256), k), small=lambda: MLP(n_in, (256, 256), k), paper=lambda: resnet50(k))()
-    def defense_loss(self, name:str, norm:str='linf'):
-        "The `fit` loss of a training method of Section 5.6.1."
-        return _defense_loss(name, self.CFG, self.hier, norm)
-    def train_flat(self, defense:str, norm:str='linf', seed:int=0) -> nn.Module:
-        "A flat model trained with `defense` against `norm` perturbations."
-        set_seed(seed); m = self.flat_model().to(self.device)
-        fit(m, loaders(self.train_ds, batch_size=self.CFG['batch_size'], seed=seed), loss=self.defense_loss(defense, norm), seed=seed, **self.fit_kw)
-        return m.eval()
-    def _train(self, kind:str, defense:str, norm:str, seed:int) -> nn.Module: return self.train_flat(defense, norm, seed)
-    def model(self, kind:str, defense:str, seed:int=0, norm:str='linf') -> nn.Module:
-        "The trained `kind` model of `defense`, `seed` and `norm` (trained once, then cached in `models`)."
-        key = (check_choice(kind, self.KINDS, 'kind'), defense, seed, norm)
-        if key not in self.models: self.models[key] = self._train(kind, defense, norm, seed)
-        return self.models[key]
 
 # %% ../nbs/05_hierarchy.ipynb #0e683568
 def _target_candidates(logits:Tensor, y:Tensor, meta:Tensor, order:str) -> tuple[Tensor, Tensor]:
@@ -443,93 +357,16 @@ def hier_outcomes(model:nn.Module, x:Tensor, y:Tensor, hierarchy, *, eps:float, 
     for s in steps: out[f'Hier. PGD{s}'] = ~hierarchical_pgd(model, x, y, hierarchy, eps=eps, alpha=alpha, steps=s, norm=norm)[1]
     return out
 
-def summarize_outcomes(outcomes:dict) -> pd.DataFrame:
-    "Rows (kind, defense) of `{(kind, defense, seed): hier_outcomes}`: meta-class accuracy (%), mean over the examples, then the seeds."
-    keys = sorted({(k, d) for k, d, _ in outcomes}, key=lambda t: (t[0] != 'Flat', FLAT_DEFENSES.index(t[1])))
-    mean = lambda o: {c: v.float().mean().item() for c, v in o.items()}
-    rows = {key: pd.DataFrame([mean(o) for (k, d, _), o in outcomes.items() if (k, d) == key]).mean() for key in keys}
-    return (pd.DataFrame(rows).T * 100).round(1)
-
-def paired_difference(outcomes:dict, a:tuple, b:tuple) -> dict:
-    "`a` minus `b`, each (kind, defense, column), in points: mean over the seeds both have, standard errors, per-seed values."
-    seeds = sorted(s for k, d, s in outcomes if (k, d) == tuple(a[:2]) and (*b[:2], s) in outcomes)
-    diff = 100 * torch.stack([outcomes[(*a[:2], s)][a[2]].float() - outcomes[(*b[:2], s)][b[2]].float() for s in seeds])
-    per_seed = diff.mean(1)                                             # (seeds,): the difference of each seed
-    se_seeds = per_seed.std().item() / len(seeds) ** 0.5 if len(seeds) > 1 else float('nan')   # training and attack randomness
-    se_examples = diff.mean(0).std().item() / diff.shape[1] ** 0.5     # which test images (the same for every seed)
-    se = (se_examples ** 2 + (se_seeds ** 2 if len(seeds) > 1 else 0.0)) ** 0.5    # one seed: the examples' part alone
-    return {'difference': per_seed.mean().item(), 'SE': se, 'SE (seeds)': se_seeds,
-            'SE (examples)': se_examples, 'seeds': len(seeds), 'per seed': ', '.join(f'{v:+.1f}' for v in per_seed.tolist())}
-
-def har_vs_flat(outcomes:dict, column:str, defenses=HAR_DEFENSES) -> pd.DataFrame:
-    "HAR minus flat meta-class accuracy (points) in `column`, per defense: `paired_difference` of the two models."
-    df = pd.DataFrame({d: paired_difference(outcomes, ('HAR', d, column), ('Flat', d, column)) for d in defenses}).T
-    return df.rename(columns={'difference': 'HAR - flat'}).astype({c: float for c in ('HAR - flat', 'SE', 'SE (seeds)', 'SE (examples)')})
-
-# %% ../nbs/05_hierarchy.ipynb #9c043526
-class HierExperiment(HierSetup):
-    "Section 5.6 in `preset`: `HierSetup`'s data and flat models, HAR networks per defense, norm and seed (cached), Tables 5.3/5.6."
-    KINDS = ('Flat', 'HAR')
-    def component(self, k:int) -> nn.Module:
-        "A HAR component with `k` outputs: a 2x96 MLP (tiny, small) or ResNet-10 (paper)."
-        n_in = self.n_in
-        return self.P.pick(tiny=lambda: MLP(n_in, (96, 96), k), small=lambda: MLP(n_in, (96, 96), k), paper=lambda: resnet10(k))()
-    def har_model(self) -> HAR:
-        "An untrained HAR network over the hierarchy (no leaf classifier for a one-class meta-class)."
-        H = self.hier; return HAR(self.component(H.n_meta), [self.component(len(i)) if len(i) > 1 else None for i in H.leaf_index], H)
-    def train_har_net(self, defense:str, norm:str='linf', seed:int=0) -> HAR:
-        "A HAR network whose components are all trained with `defense` against `norm` perturbations."
-        set_seed(seed); h = self.har_model().to(self.device)
-        train_har(h, self.train_ds, loss=self.defense_loss(defense, norm), batch_size=self.CFG['batch_size'], seed=seed, **self.fit_kw)
-        return h.eval()
-    def _train(self, kind, defense, norm, seed): return self.train_har_net(defense, norm, seed) if kind == 'HAR' else super()._train(kind, defense, norm, seed)
-    def train_all(self, seeds=None, norm:str='linf', flat=FLAT_DEFENSES, har=HAR_DEFENSES) -> dict:
-        "{(kind, defense, seed): model} for flat and HAR models trained against `norm` perturbations."
-        seeds = self.CFG['seeds'] if seeds is None else seeds
-        return {(k, d, s): self.model(k, d, s, norm) for s in seeds for k, ds in (('Flat', flat), ('HAR', har)) for d in ds}
-
-# %% ../nbs/05_hierarchy.ipynb #05c9907d
-@patch
-def budget(self:HierExperiment, norm:str='linf') -> dict:
-    "The attack budget `dict(eps=, alpha=)` of the preset for `norm`."
-    return _budget(self.CFG, norm)
-
-@patch
-def hier_eval(self:HierExperiment, models:dict, x:Tensor|None=None, y:Tensor|None=None, *, norm:str='linf', steps=(20, 200)) -> dict:
-    "{(kind, defense, seed): `hier_outcomes` of that model} (default: the attacked test subset)."
-    x, y = (self.x_ev, self.y_ev) if x is None else (x, y)
-    return {key: hier_outcomes(m, x, y, self.hier, norm=norm, steps=steps, **self.budget(norm)) for key, m in models.items()}
-
-@patch
-def hier_row(self:HierExperiment, model:nn.Module, x:Tensor, y:Tensor, *, norm:str='linf', steps=(20, 200)) -> dict:
-    "Meta-class accuracy of `model`: clean, untargeted PGD and hierarchical PGD (worst case) for each step count."
-    out = hier_outcomes(model, x, y, self.hier, norm=norm, steps=steps, **self.budget(norm))
-    return {c: v.float().mean().item() for c, v in out.items()}
-
-@patch
-def hier_table(self:HierExperiment, models:dict, x:Tensor|None=None, y:Tensor|None=None, **kw) -> pd.DataFrame:
-    "Rows (kind, defense), averaged over the examples and the seeds, in percent (default: the attacked test subset)."
-    return summarize_outcomes(self.hier_eval(models, x, y, **kw))
-
-@patch
-def table_5_3(self:HierExperiment, return_outcomes:bool=False):
-    "Table 5.3: meta-class accuracy (%) of the flat and HAR models, clean and under untargeted and hierarchical PGD (and the outcomes)."
-    models = self.train_all()
-    set_seed(0)                                   # the attacks' random starts: the same table whatever ran before
-    out = self.hier_eval(models, steps=self.CFG['steps'])
-    return (summarize_outcomes(out), out) if return_outcomes else summarize_outcomes(out)
-
 # %% ../nbs/05_hierarchy.ipynb #c921d5b0
-def _thesis_columns(t:pd.DataFrame) -> pd.DataFrame:
-    "A table of `HierExperiment.table_5_3` with the thesis's column names, its (Model, Method) index as columns."
-    t = t.copy()
-    t.columns = [c.replace('Hier. ', 'Hierarchical ') if c.startswith('Hier.') else f'Untargeted {c}' if c.startswith('PGD') else c
-                 for c in t.columns]
-    return t.rename_axis(['Model', 'Method']).reset_index()
+_MOVED = ('HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'summarize_outcomes', 'paired_difference', 'har_vs_flat',
+          'HierSetup', 'HierExperiment', 'table_5_3')      # Section 5.6's experiment, now in `robust_nb.experiments.hierarchy`
 
-def table_5_3(preset:str|None=None) -> pd.DataFrame:
-    "Table 5.3 computed in `preset` (what `robust-nb reproduce 5.3` runs), with the thesis's column names."
-    return _thesis_columns(HierExperiment(preset).table_5_3())
+def __getattr__(name:str):
+    "The names of Section 5.6's experiment, which moved to `robust_nb.experiments.hierarchy`, imported from there on first use."
+    if name in _MOVED:
+        from .experiments import hierarchy as study
+        return getattr(study, name)
+    raise AttributeError(f"module 'robust_nb.hierarchy' has no attribute {name!r}")
 
 # %% ../nbs/05_hierarchy.ipynb #f46b42bd
 from .core import add_param_docs

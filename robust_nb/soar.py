@@ -19,8 +19,8 @@ from .core import check_inputs, check_choice, check_model, check_positive, check
 from .attacks import pgd, random_in_ball
 
 # %% auto #0
-__all__ = ['GRAD_METHODS', 'ESTIMATORS', 'INITS', 'SOAR_METHODS', 'foar_regularizer', 'hvp', 'hvp_fd', 'soar_regularizer',
-           'soar_loss', 'foar_loss', 'soar_objective', 'SoarExperiment', 'table_3_2']
+__all__ = ['GRAD_METHODS', 'ESTIMATORS', 'INITS', 'foar_regularizer', 'hvp', 'hvp_fd', 'soar_regularizer', 'soar_loss',
+           'foar_loss', 'soar_objective']
 
 # %% ../nbs/03_soar.ipynb #c722deb2
 def foar_regularizer(model:nn.Module, x:Tensor, y:Tensor, *,
@@ -215,151 +215,13 @@ def soar_objective(**kw) -> Callable:
     "`(model, x, y) -> mean soar_loss(model, x, y, **kw)`: the `loss` argument of `robust_nb.train.fit`."
     return lambda model, x, y: soar_loss(model, x, y, **kw).mean()
 
-# %% ../nbs/03_soar.ipynb #059597c5
-import copy, time
-from functools import partial
-import pandas as pd
-from .core import get_preset, get_device, set_seed
-from .data import preset_data, loaders
-from .models import MLP, cnn6, cnn8, resnet10
-from .train import fit, evaluate
-from .attacks import fgsm
-from .defenses import pgd_at_loss, trades_loss, mart_loss, correct_under
-
-SOAR_METHODS = ('Standard', 'PGD10', 'TRADES', 'MART', 'FOAR', 'SOAR')
-
-def _soar_config(P) -> dict:
-    "The settings of Section 3.4 / App. 3.A in preset `P`: radius, epochs, learning rates, attack budgets."
-    C = dict(
-        eps=P.pick(tiny=0.2, small=0.1, paper=8 / 255),
-        n_train=P.pick(tiny=None, small=10_000, paper=None),   # training images (None: all; else a class-balanced subset)
-        n_attack=P.pick(tiny=None, small=1000, paper=1000),    # attacked test images: the first n (None: all)
-        pre_epochs=P.pick(tiny=20, small=10, paper=200), pre_lr=P.pick(tiny=0.05, small=0.05, paper=0.1),
-        pre_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
-        ft_epochs=P.pick(tiny=25, small=4, paper=200),
-        lr=P.pick(tiny=0.01, small=0.01, paper=0.1),            # PGD10, TRADES, MART, FOAR, Standard fine-tuning
-        soar_lr=P.pick(tiny=0.002, small=0.002, paper=0.004),   # App. 3.A: SOAR 0.004, decayed at epoch 100
-        ft_sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100], 'gamma': 0.1}),
-        restarts=P.pick(tiny=5, small=5, paper=50), long_steps=P.pick(tiny=(100,), small=(100,), paper=(100, 200, 1000)),
-        simba_queries=P.pick(tiny=500, small=500, paper=1000),
-        beta=6.0,
-    )
-    C['alpha'] = C['eps'] / 4
-    return C
-
-# %% ../nbs/03_soar.ipynb #0c90b014
-def _soar_split(P, train:bool, n:int|None=None):
-    "The training or test split of preset `P`'s dataset (`robust_nb.data.preset_data`; `n`: a class-balanced subset)."
-    return preset_data('train' if train else 'test', P, n=n)
-
-def _soar_model(P, arch:str, in_shape:tuple, device, seed:int=0) -> nn.Module:
-    "A fresh model for inputs of `in_shape`: preset `P`'s architecture (MLP / ResNet-10 without BN) or `arch`."
-    set_seed(seed)
-    arch = P.pick(tiny='mlp', small='mlp', paper='resnet10') if arch == 'default' else arch
-    c = in_shape[0]
-    build = {'mlp': lambda: MLP(in_shape, hidden=(256, 256)), 'mlp_wide': lambda: MLP(in_shape, hidden=(1024, 1024, 1024)),
-             'mlp_64': lambda: MLP(in_shape, hidden=(64, 64)), 'mlp_512': lambda: MLP(in_shape, hidden=(512, 512)),
-             'cnn': lambda: nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
-                                          nn.Flatten(), nn.LazyLinear(128), nn.ReLU(), nn.Linear(128, 10)),
-             'cnn6': lambda: cnn6(10, c, bn=False), 'cnn8': lambda: cnn8(10, c, bn=False),
-             'resnet10': lambda: resnet10(10, c, bn=False)}
-    model = build[check_choice(arch, build, 'arch')]().to(device)     # cnn6/cnn8 without BN come with He init
-    with torch.no_grad(): model(torch.zeros(1, *in_shape, device=device))      # materialise lazy layers
-    return model
-
-# %% ../nbs/03_soar.ipynb #10e73083
-def _method_loss(C:dict, method:str, *, eps:float|None=None, norm:str='linf', init:str='pgd1'):
-    "The `loss(model, x, y)` that fine-tunes with `method` under settings `C` (None: cross-entropy)."
-    eps = C['eps'] if eps is None else eps
-    at = dict(eps=eps, alpha=eps / 4, steps=10, norm=norm)
-    losses = {'Standard': lambda: None, 'PGD10': lambda: pgd_at_loss(**at), 'TRADES': lambda: trades_loss(beta=C['beta'], **at),
-              'MART': lambda: mart_loss(beta=C['beta'], **at), 'FOAR': lambda: partial(foar_loss, eps=eps, init=init, norm=norm),
-              'SOAR': lambda: partial(soar_loss, eps=eps, init=init)}
-    return losses[check_choice(method, losses, 'method')]()
-
-def _white_box(C:dict, model:nn.Module, data:tuple, per_example:bool=False) -> dict:
-    "Accuracy of `model` on `data` = (x, y) under the white-box attacks of Table 3.2 (fractions; `per_example`: bool (N,) each)."
-    e, a = C['eps'], C['alpha']
-    run = lambda attack=None, **kw: correct_under(model, *data, attack, **kw)
-    row = {'Clean': run(), 'FGSM': run(fgsm, eps=e), 'PGD20': run(pgd, eps=e, alpha=a, steps=20)}
-    for k in C['long_steps']: row[f'PGD{k}'] = run(pgd, eps=e, alpha=a, steps=k)
-    row[f"PGD20-{C['restarts']}"] = run(pgd, eps=e, alpha=a, steps=20, restarts=C['restarts'])
-    return row if per_example else {k: v.double().mean().item() for k, v in row.items()}
-
-# %% ../nbs/03_soar.ipynb #658ac02a
-class _SoarSetup:
-    "The preset's settings, data and models, and how a model is trained (App. 3.A)."
-    def __init__(self, preset:str|None=None, device=None):
-        P = self.P = get_preset(preset)
-        self.device, self.C = device or get_device(), _soar_config(P)
-        self.train_ds = self.split(True)
-        test = self.split(False)                                                  # clean accuracy: the whole test split
-        self.x_all, self.y_all = test.x.to(self.device), test.y.to(self.device)
-        n = self.C['n_attack']                                                   # the attacks: its first n images
-        self.x_te, self.y_te = self.x_all[:n], self.y_all[:n]
-        self.in_shape = tuple(self.x_te.shape[1:])
-        self.base, self.models = None, {}
-
-    def split(self, train:bool):
-        "The training split (the first `C['n_train']` of a class-balanced order) or the test split of the preset's dataset."
-        return _soar_split(self.P, train, self.C['n_train'] if train else None)
-
-    def make_model(self, arch:str='default', seed:int=0) -> nn.Module:
-        "A fresh model: the preset's architecture (MLP / ResNet-10 without BN) or `arch`."
-        return _soar_model(self.P, arch, self.in_shape, self.device, seed)
-
-    def train(self, model:nn.Module, loss=None, *, epochs:int, lr:float, sched=None, seed:int=0) -> nn.Module:
-        "SGD with momentum and weight decay 2e-4 (App. 3.A) on the training split; returns `model` in eval mode."
-        dl = loaders(self.train_ds, batch_size=self.P.batch_size, seed=seed)
-        fit(model, dl, epochs=epochs, lr=lr, opt='sgd_momentum', loss=loss, sched=sched, seed=seed, progress=False,
-            opt_kw={'weight_decay': 2e-4}, device=self.device)
-        return model.eval()
-
-    def pretrain(self, arch:str='default', seed:int=0) -> nn.Module:
-        "Standard training from scratch (App. 3.A)."
-        C = self.C
-        return self.train(self.make_model(arch, seed), epochs=C['pre_epochs'], lr=C['pre_lr'], sched=C['pre_sched'], seed=seed)
-
-# %% ../nbs/03_soar.ipynb #adac6a8d
-class SoarExperiment(_SoarSetup):
-    "Section 3.4 / App. 3.A in `preset`: data, models, pre-training and fine-tuning with each method (models cached)."
-    def method_loss(self, method:str, *, eps:float|None=None, norm:str='linf', init:str='pgd1'):
-        "The `loss(model, x, y)` that fine-tunes with `method` (None: cross-entropy)."
-        return _method_loss(self.C, method, eps=eps, norm=norm, init=init)
-
-    def finetune(self, base:nn.Module, method:str, seed:int=1, **kw) -> nn.Module:
-        "Continue training a copy of `base` with `method` (App. 3.A); the time is recorded on the model."
-        C = self.C
-        m = copy.deepcopy(base); t = time.time()
-        self.train(m, self.method_loss(method, **kw), epochs=C['ft_epochs'], lr=C['soar_lr'] if method == 'SOAR' else C['lr'],
-                   sched=C['ft_sched'], seed=seed)
-        m.train_time = time.time() - t
-        return m
-
-    def fine_tuned(self, methods=SOAR_METHODS) -> dict:
-        "{method: model}: one pre-trained model (`self.base`), then a fine-tuned copy per method (cached)."
-        if self.base is None: self.base = self.pretrain()
-        for m in methods:
-            if m not in self.models: self.models[m] = self.finetune(self.base, m)
-        return {m: self.models[m] for m in methods}
-
-    def white_box(self, model:nn.Module, per_example:bool=False) -> dict:
-        "Accuracy of `model` under the white-box attacks of Table 3.2 on the attacked test images (fractions, or bool (N,) each)."
-        return _white_box(self.C, model, (self.x_te, self.y_te), per_example)
-
-    def table_3_2(self, methods=SOAR_METHODS) -> pd.DataFrame:
-        "Table 3.2: accuracy (%) of each method's model under white-box attacks, one row per method."
-        models = self.fine_tuned(methods)
-        set_seed(0)
-        self.correct = {m: self.white_box(models[m], per_example=True) for m in methods}   # kept for standard errors
-        t = pd.DataFrame({m: {k: v.double().mean().item() for k, v in c.items()} for m, c in self.correct.items()}).T
-        if len(self.y_all) > len(self.y_te):                                           # clean accuracy on the whole test split
-            t[f'Clean (all {len(self.y_all)})'] = [evaluate(models[m], (self.x_all, self.y_all)) for m in methods]
-        return (100 * t).round(2)
-
-def table_3_2(preset:str|None=None) -> pd.DataFrame:
-    "Table 3.2 computed in `preset` (what `robust-nb reproduce 3.2` runs): a `Method` column, then accuracies (%)."
-    return SoarExperiment(preset).table_3_2().rename_axis('Method').reset_index()
+# %% ../nbs/03_soar.ipynb #379f2333
+def __getattr__(name:str):
+    "Section 3.4's experiment moved to `robust_nb.experiments.soar`; `soar.SoarExperiment`, `soar.SoarConfig`, `soar.SOAR_METHODS` and `soar.table_3_2` are its names."
+    if name in ('SOAR_METHODS', 'SoarConfig', 'SoarExperiment', 'table_3_2'):
+        from robust_nb.experiments import soar as experiment
+        return getattr(experiment, name)
+    raise AttributeError(f"module 'robust_nb.soar' has no attribute {name!r}")
 
 # %% ../nbs/03_soar.ipynb #6f59e219
 from .core import add_param_docs

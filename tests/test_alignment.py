@@ -458,7 +458,7 @@ def test_strided_cnn_shapes():
 
 def test_transfer_rows_error_and_paired_se():
     "transfer_rows against the protocol of 6.5.1 written out by hand, and the SE of the paired difference."
-    from robust_nb.alignment import TransferStudy
+    from robust_nb.experiments.alignment import TransferStudy
     from robust_nb.attacks import pgd, predict
     st_ = TransferStudy('tiny')
     x, y = st_.attack_data()
@@ -485,10 +485,59 @@ def test_transfer_rows_error_and_paired_se():
 def test_changes_formats_means_and_se():
     "changes: mean over seeds, first variant absolute, the others as changes, with sqrt(sum se^2)/S."
     import pandas as pd
-    from robust_nb.alignment import changes
+    from robust_nb.experiments.alignment import changes
     df = pd.DataFrame([dict(seed=s, block='B', variant=v, target='T', error=e, se=se)
                        for s, v, e, se in ((0, 'n/a', 50, 3), (1, 'n/a', 60, 4), (0, 'w', 52, 1), (1, 'w', 66, 1))])
     out = changes(df)
     assert out.loc[('B', 'n/a'), 'T'] == '55.0 ± 2.5'
     assert out.loc[('B', 'w'), 'T'] == f"+4.0 ± {math.sqrt(2) / 2:.1f}"
     assert changes(df.drop(columns='se')).loc[('B', 'w'), 'T'] == '+4.0'
+
+
+def test_transfer_rows_empty_evaluation_set_gives_nan():
+    "A source no attack can fool leaves no example: every row has n = 0 and NaN error and se (no empty batch is predicted)."
+    from robust_nb.experiments.alignment import TransferStudy
+    const = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with torch.no_grad(): const[1].weight.zero_(); const[1].bias.zero_()      # predicts class 0 whatever the input
+    st_ = TransferStudy('tiny', device='cpu')
+    set_seed(0); t = MLP((1, 8, 8), hidden=(16,)).eval()
+    rows = st_.transfer_rows(0, 'blk', {'c': const.eval()}, {'t': (('t', 0), t)}, attack_kw=dict(eps=0.1, steps=2),
+                             target_protocol=False)
+    assert [(r['n'], math.isnan(r['error']), math.isnan(r['se'])) for r in rows] == [(0, True, True)], rows
+
+
+def test_transfer_config_keeps_the_study_settings():
+    "TransferConfig per preset: the values TransferStudy used to set itself (eps, PGD-20 with eps/4, alignment, seeds, sizes)."
+    from robust_nb.experiments.alignment import TransferConfig
+    old = {'tiny':  (0.1, 64, dict(epochs=3, lr=0.05, T=1.0), (0, 1), (0, 1, 2), None, None, (20, 20, 20, 10, 5)),
+           'small': (0.1, 128, dict(epochs=1, lr=0.05, T=1.0), (0, 1, 2), (0,), 20000, 1000, (5, 5, 3, 3, 3)),
+           'paper': (4 / 255, 128, dict(epochs=1, lr=1e-3, T=1.0), (0, 1, 2), (0, 1, 2), None, 1000, (20,) * 5)}
+    for p, (eps, bs, akw, seeds, slow, n_train, n_attack, ep) in old.items():
+        c = TransferConfig.for_preset(p)
+        got = (c.eps, c.batch_size, c.align_kw, c.seeds, c.slow_seeds, c.n_train, c.n_attack, tuple(c.zoo_epochs.values()))
+        assert got == (eps, bs, akw, seeds, slow, n_train, n_attack, ep), (p, got)
+        assert c.pgd_kw == dict(eps=eps, alpha=eps / 4, steps=20), (p, c.pgd_kw)
+        assert list(c.zoo_epochs) == ['MLP-S', 'MLP-M', 'MLP-L', 'CNN', 'CNN-BN'] and c.zoo_lr == 0.05
+    with pytest.raises(ValueError, match="overrides got"): TransferConfig.for_preset('tiny', eps_=0.2)
+
+
+def test_study_old_attribute_names():
+    "The study's old attributes read the config; overrides reach the zoo."
+    from robust_nb.experiments.alignment import TransferStudy
+    st_ = TransferStudy('tiny', device='cpu', eps=0.2, zoo_epochs={'MLP-S': 1, 'MLP-M': 2, 'MLP-L': 3, 'CNN': 4, 'CNN-BN': 5})
+    assert (st_.eps, st_.pgd_kw, st_.seeds, st_.slow_seeds) == (0.2, dict(eps=0.2, alpha=0.05, steps=20), (0, 1), (0, 1, 2))
+    assert (st_.batch_size, st_.align_kw, st_.n_attack, st_.img) == (64, dict(epochs=3, lr=0.05, T=1.0), None, 8)
+    assert [e for _, e, _ in st_.zoo.values()] == [1, 2, 3, 4, 5]
+    assert isinstance(st_.zoo['CNN'][0](), MnistCNN) and len(st_.train) == 1437 and len(st_.test) == 360
+    with pytest.raises(AttributeError): st_.eps = 0.3                   # read-only: change the config instead
+
+
+def test_old_names_import_lazily_from_the_chapter_module():
+    "`robust_nb.alignment` still offers TransferStudy, changes, table_6_3, without importing the experiments layer on load."
+    import robust_nb.experiments.alignment as ea
+    from robust_nb.alignment import TransferStudy, changes, table_6_3
+    assert (TransferStudy, changes, table_6_3) == (ea.TransferStudy, ea.changes, ea.table_6_3)
+    with pytest.raises(AttributeError, match='no attribute'): alignment.no_such_name
+    code = "import sys, robust_nb.alignment; print(sorted(m for m in sys.modules if m.startswith('robust_nb.experiments')))"
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 0 and p.stdout.strip() == '[]', (p.stdout, p.stderr[-2000:])

@@ -1,4 +1,4 @@
-"Tests of robust_nb.hierarchy (Chapter 5): batched vs reference hierarchical PGD, HAR's Bayes identity, validation, state."
+"Tests of robust_nb.hierarchy (Chapter 5) and its experiment robust_nb.experiments.hierarchy: batched vs reference hierarchical PGD, HAR's Bayes identity, validation, state."
 import copy, os, socket, subprocess, sys, textwrap
 from pathlib import Path
 import pytest
@@ -12,7 +12,8 @@ from robust_nb.models import MLP
 from robust_nb.train import fit
 from robust_nb.attacks import pgd
 from robust_nb.hierarchy import (hierarchical_pgd, is_hierarchical_adversarial, HAR, meta_accuracy,
-                                 p_meta_given_wrong_leaf, pgd_meta, train_har, HierSetup, HierExperiment)
+                                 p_meta_given_wrong_leaf, pgd_meta, train_har)
+from robust_nb.experiments.hierarchy import HierConfig, HierSetup, HierExperiment, HIERARCHIES
 
 H = DIGITS_HIERARCHY
 EPS, ALPHA = 0.15, 0.0375
@@ -260,7 +261,7 @@ def test_train_har_torchrun_two_ranks(tmp_path):
 
 def test_paired_difference_and_har_vs_flat():
     "Known answer: HAR right on one more of four examples than flat in seed 0, on two more in seed 1."
-    from robust_nb.hierarchy import paired_difference, har_vs_flat, summarize_outcomes
+    from robust_nb.experiments.hierarchy import paired_difference, har_vs_flat, summarize_outcomes
     T = torch.tensor([True] * 4)
     oc = {('Flat', 'PGD10', 0): {'m': torch.tensor([False, True, True, True])}, ('HAR', 'PGD10', 0): {'m': T},
           ('Flat', 'PGD10', 1): {'m': torch.tensor([False, False, True, True])}, ('HAR', 'PGD10', 1): {'m': T}}
@@ -289,25 +290,58 @@ def test_hier_row_is_mean_of_outcomes(model, data):
 
 def test_small_preset_is_fashion_mnist():
     "The small configuration runs Chapter 5 on a class-balanced subset of real Fashion-MNIST with its hierarchy."
-    from robust_nb.core import get_preset
     from robust_nb.data import FASHION_MNIST_HIERARCHY
-    from robust_nb.hierarchy import _hier_config, _load_task, HIERARCHIES
-    P = get_preset('small'); CFG = _hier_config(P)
+    CFG = HierConfig.for_preset('small')
     assert CFG['dataset'] == 'fashion_mnist' and HIERARCHIES['fashion_mnist'] is FASHION_MNIST_HIERARCHY, CFG
-    try: tr, te, h = _load_task('fashion_mnist', P, CFG['n_train'])
+    try: setup = HierSetup(config=CFG, device='cpu')
     except FileNotFoundError as e: pytest.skip(f"Fashion-MNIST not installed: {e}")
+    tr, te, h = setup.train_ds, setup.test_ds, setup.hier
     assert h is FASHION_MNIST_HIERARCHY and len(tr) == CFG['n_train'] and len(te) == 10_000, (len(tr), len(te))
     assert tuple(tr.x.shape[1:]) == (1, 28, 28) and 0 <= tr.x.min() and tr.x.max() <= 1
     counts = torch.bincount(tr.y, minlength=10)
     assert counts.max() - counts.min() <= 1, f"class counts {counts.tolist()}; expected a class-balanced subset"
 
-def test_hierarchy_imports_no_private_names():
-    "One home per concept: `hierarchy` uses the public helpers of the modules below it (e.g. `core.batched_forward`)."
-    import ast, robust_nb.hierarchy as mod
-    tree = ast.parse(open(mod.__file__).read())
+@pytest.mark.parametrize('name', ['robust_nb.hierarchy', 'robust_nb.experiments.hierarchy'])
+def test_hierarchy_imports_no_private_names(name):
+    "One home per concept: `hierarchy` and its experiment use the public helpers of the modules below them (e.g. `core.batched_forward`)."
+    import ast, importlib
+    tree = ast.parse(open(importlib.import_module(name).__file__).read())
     private = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.level or (n.module or '').startswith('robust_nb'))
                for a in n.names if a.name.startswith('_')]
-    assert private == [], f"robust_nb.hierarchy imports private names of other modules: {private}"
+    assert private == [], f"{name} imports private names of other modules: {private}"
+
+def test_old_names_still_import_from_hierarchy():
+    "Section 5.6's experiment moved to robust_nb.experiments.hierarchy; the old import paths give the same objects (lazily)."
+    import robust_nb.hierarchy as old, robust_nb.experiments.hierarchy as new
+    from robust_nb.hierarchy import HierExperiment as he, table_5_3 as t53
+    assert (he, t53) == (new.HierExperiment, new.table_5_3), (he, t53)
+    moved = ('HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'summarize_outcomes', 'paired_difference', 'har_vs_flat', 'HierSetup')
+    assert [n for n in moved if getattr(old, n) is not getattr(new, n)] == []
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"): old.no_such_name
+    from robust_nb.tables import table_function
+    assert table_function('5.3') is new.table_5_3, table_function('5.3')
+
+def test_config_and_overrides():
+    "`CFG` is the experiment's config (read-only, indexable as before); `dataset=` and the other settings are overrides of it."
+    from robust_nb.experiments.base import Experiment
+    setup = HierSetup('tiny', device='cpu', n_train=100)
+    assert setup.CFG is setup.config and setup.CFG == HierConfig.for_preset('tiny', n_train=100), setup.CFG
+    assert (setup.CFG['eps'], setup.CFG['alpha'], len(setup.train_ds)) == (EPS, ALPHA, 100), setup.CFG
+    with pytest.raises(AttributeError): setup.CFG = {}
+    with pytest.raises(ValueError, match="dataset got 'mnist'"): HierSetup('tiny', device='cpu', dataset='mnist')
+    with pytest.raises(ValueError, match=r"overrides got \['epoch'\]"): HierExperiment('tiny', device='cpu', epoch=1)
+    assert issubclass(HierExperiment, Experiment) and HierExperiment.tables == ('table_5_3',)
+
+def test_run_is_table_5_3():
+    "`run()` returns Table 5.3 with its seven rows; the module's `table_5_3` is the same table (same seeds) with the thesis's columns."
+    from robust_nb.experiments.hierarchy import table_5_3, FLAT_DEFENSES, HAR_DEFENSES
+    quick = dict(n_train=100, epochs=1, n_eval=8, steps=(1,))
+    t = HierExperiment('tiny', device='cpu', **quick).run()['table_5_3']
+    rows = [('Flat', d) for d in FLAT_DEFENSES] + [('HAR', d) for d in HAR_DEFENSES]
+    assert (list(t.index), list(t.columns)) == (rows, ['Clean', 'PGD1', 'Hier. PGD1']), t
+    r = table_5_3('tiny', device='cpu', **quick)
+    assert list(r.columns) == ['Model', 'Method', 'Clean', 'Untargeted PGD1', 'Hierarchical PGD1'], r
+    assert r.iloc[:, 2:].values.tolist() == t.values.tolist(), (r, t)
 
 def test_predictions_leave_the_model_as_found(model, data):
     "The metrics score with `core.batched_forward`: eval mode and no gradients inside, the caller's mode and flags restored."

@@ -255,31 +255,55 @@ def test_jvp_leaves_the_random_stream_and_modes_alone():
     torch.testing.assert_close(after['jvp'], after['double_backprop'], rtol=0, atol=0)
     assert net.training and all(m.training for m in net.modules())
 
-# --- Section 3.4's experiment settings: one code path per preset, the white-box row per example
+# --- Section 3.4's experiment (robust_nb.experiments.soar): one code path per preset, the white-box row per example
 
 def test_soar_config_per_preset():
-    from robust_nb.core import get_preset
-    from robust_nb.soar import _soar_config
-    tiny, small = _soar_config(get_preset('tiny')), _soar_config(get_preset('small'))
+    from robust_nb.experiments.soar import SoarConfig
+    tiny, small = SoarConfig.for_preset('tiny'), SoarConfig.for_preset('small')
     assert (tiny['eps'], tiny['n_train'], tiny['n_attack'], tiny['ft_epochs']) == (0.2, None, None, 25)   # tiny unchanged
     assert small['n_train'] and small['n_attack'] and small['alpha'] == small['eps'] / 4
     assert small['n_attack'] >= 1000, f"small attacks {small['n_attack']} test images; a difference of a few points needs ~1000"
 
+def test_soar_config_alpha_follows_eps_unless_given():
+    from robust_nb.experiments.soar import SoarConfig
+    assert SoarConfig.for_preset('paper', eps=0.1).alpha == 0.1 / 4
+    assert SoarConfig.for_preset('paper', eps=0.1, alpha=0.01).alpha == 0.01
+    with pytest.raises(ValueError, match=r"overrides got \['epochs'\]"): SoarConfig.for_preset('tiny', epochs=3)
+
 def test_soar_models_for_new_architectures():
     from robust_nb.core import get_preset
-    from robust_nb.soar import _soar_model
+    from robust_nb.experiments.soar import _soar_model
     P = get_preset('small')
     sizes = {a: sum(p.numel() for p in _soar_model(P, a, (1, 28, 28), 'cpu').parameters()) for a in ('mlp_64', 'default', 'mlp_512')}
     assert sizes['mlp_64'] < sizes['default'] < sizes['mlp_512'], f"capacity sequence of Table 3.10 in small: {sizes}"
 
 def test_white_box_per_example_matches_fractions():
-    from robust_nb.core import get_preset, set_seed
-    from robust_nb.soar import _soar_config, _white_box
-    C = _soar_config(get_preset('tiny'))
+    from robust_nb.core import set_seed
+    from robust_nb.experiments.soar import SoarExperiment
+    ex = SoarExperiment('tiny', device='cpu', n_attack=20)
+    assert ex.C is ex.config and ex.C['eps'] == ex.config.eps == 0.2
     torch.manual_seed(0)
-    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).eval()
-    x, y = torch.rand(20, 1, 4, 4), torch.randint(0, 10, (20,))
-    set_seed(0); frac = _white_box(C, m, (x, y))
-    set_seed(0); per = _white_box(C, m, (x, y), per_example=True)
-    assert list(per) == list(frac) and all(v.dtype == torch.bool and v.shape == (20,) for v in per.values())
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    set_seed(0); frac = ex.white_box(m)
+    set_seed(0); per = ex.white_box(m, per_example=True)
+    assert list(per) == list(frac) == ['Clean', 'FGSM', 'PGD20', 'PGD100', 'PGD20-5']
+    assert all(v.dtype == torch.bool and v.shape == (20,) for v in per.values())
     assert {k: v.double().mean().item() for k, v in per.items()} == frac
+
+def test_old_names_import_lazily_from_the_api_module():
+    "`from robust_nb.soar import SoarExperiment, table_3_2` still works, without robust_nb.soar importing the experiments layer."
+    import subprocess, sys
+    code = ("import sys, robust_nb.soar as s; assert 'robust_nb.experiments.soar' not in sys.modules, 'imported at load'; "
+            "import robust_nb.experiments.soar as e; "
+            "print([n for n in ('SoarExperiment', 'SoarConfig', 'SOAR_METHODS', 'table_3_2') if getattr(s, n) is not getattr(e, n)])")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == '[]', f"rc {out.returncode}, stdout {out.stdout!r}, stderr {out.stderr[-500:]!r}"
+    import robust_nb.soar as s
+    with pytest.raises(AttributeError, match='no attribute'): s.SoarSetup
+
+def test_experiment_imports_no_private_names():
+    import ast, robust_nb.experiments.soar as mod
+    tree = ast.parse(open(mod.__file__).read())
+    private = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.level or (n.module or '').startswith('robust_nb'))
+               for a in n.names if a.name.startswith('_')]
+    assert private == [], f"robust_nb.experiments.soar imports private names of other modules: {private}"
