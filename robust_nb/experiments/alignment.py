@@ -16,7 +16,7 @@ from ..models import MLP, MnistCNN, cnn6
 from ..train import fit
 from ..attacks import pgd
 from ..alignment import align, strided_cnn
-from .base import ExperimentConfig, Experiment
+from .base import ExperimentConfig, Experiment, config_view
 
 # %% auto #0
 __all__ = ['TransferConfig', 'TransferStudy', 'changes', 'table_6_3']
@@ -62,15 +62,11 @@ class TransferConfig(ExperimentConfig):
         return dict(epochs=self.align_epochs, lr=self.align_lr, T=self.align_T)
 
 # %% ../../nbs/06e_alignment_experiment.ipynb #b7e1c0ab
-def _setting(name:str) -> property:
-    "A read-only attribute of the study that reads `config.<name>` (the name the chapter uses, e.g. `st.eps`)."
-    return property(lambda self: getattr(self.config, name), doc=f"`config.{name}`")
-
 class TransferStudy(Experiment):
     "Section 6.5 at the scale of a preset: a zoo trained on the preset's data and aligned on demand (cached), and 6.5.1's protocol."
     Config, tables = TransferConfig, ('table_6_3',)
-    eps, pgd_kw, batch_size, align_kw = map(_setting, ('eps', 'pgd_kw', 'batch_size', 'align_kw'))
-    seeds, slow_seeds, n_attack = map(_setting, ('seeds', 'slow_seeds', 'n_attack'))
+    eps, pgd_kw, batch_size, align_kw = map(config_view, ('eps', 'pgd_kw', 'batch_size', 'align_kw'))
+    seeds, slow_seeds, n_attack = map(config_view, ('seeds', 'slow_seeds', 'n_attack'))
 
     def __init__(self,
                  preset:str|None=None,   # `tiny`, `small`, `paper` (None: `ROBUST_NB_PRESET`); ignored when `config` is given

@@ -9,7 +9,7 @@ import pandas as pd
 from ..core import get_preset, get_device, Preset
 
 # %% auto #0
-__all__ = ['ExperimentConfig', 'Experiment']
+__all__ = ['ExperimentConfig', 'Experiment', 'config_view']
 
 # %% ../../nbs/02c_experiments.ipynb #f114cece
 @dataclass
@@ -60,3 +60,9 @@ class Experiment:
     def run(self) -> dict:
         "Every table of the experiment: {method name: DataFrame}."
         return {name: getattr(self, name)() for name in self.tables}
+
+# %% ../../nbs/02c_experiments.ipynb #d4ca829b
+def config_view(name:str|None=None) -> property:
+    "A read-only property of an `Experiment`: its `config` (`name` None) or the setting `config.<name>`, under the name older code reads."
+    if name is None: return property(lambda self: self.config, doc='`self.config`')
+    return property(lambda self: getattr(self.config, name), doc=f'`config.{name}`')

@@ -16,7 +16,7 @@ from ..models import MLP, resnet10, resnet50
 from ..train import fit
 from ..defenses import make_loss
 from ..hierarchy import HAR, train_har, hier_outcomes
-from .base import ExperimentConfig, Experiment
+from .base import ExperimentConfig, Experiment, config_view
 
 # %% auto #0
 __all__ = ['HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'HierConfig', 'summarize_outcomes', 'paired_difference', 'har_vs_flat',
@@ -125,10 +125,7 @@ class HierSetup(Experiment):
         self.fit_kw = dict(epochs=c.epochs, lr=c.lr, opt='sgd_momentum', sched=c.sched, opt_kw=c.opt_kw, progress=False)
         self.models = {}     # (kind, defense, seed, norm) -> trained model
 
-    @property
-    def CFG(self) -> HierConfig:
-        "The config, by the name the chapter uses (read-only)."
-        return self.config
+    CFG = config_view()   # the config, by the name the chapter uses (read-only)
 
     def load_task(self, name:str):
         "(train dataset, test dataset, hierarchy) of the experiments."

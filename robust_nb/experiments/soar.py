@@ -16,7 +16,7 @@ from ..models import MLP, cnn6, cnn8, resnet10
 from ..train import fit, evaluate
 from ..attacks import fgsm, pgd
 from ..defenses import make_loss, correct_under
-from .base import ExperimentConfig, Experiment
+from .base import ExperimentConfig, Experiment, config_view
 
 # %% auto #0
 __all__ = ['SOAR_METHODS', 'SoarConfig', 'SoarExperiment', 'table_3_2']
@@ -90,10 +90,7 @@ class SoarExperiment(Experiment):
         self.in_shape = tuple(self.x_te.shape[1:])
         self.base, self.models = None, {}
 
-    @property
-    def C(self) -> SoarConfig:
-        "The settings (`self.config`), read as `ex.C['eps']` or `ex.C.eps`."
-        return self.config
+    C = config_view()     # the settings under the chapter's old name: `ex.C['eps']` or `ex.C.eps`
 
     def split(self, train:bool):
         "The training split (the first `n_train` of a class-balanced order) or the test split of the preset's dataset."
