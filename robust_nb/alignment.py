@@ -358,12 +358,9 @@ def strided_cnn(in_channels:int=1, input_size:int=28, *, bn:bool=False, num_clas
                          nn.Linear(64 * s * s, 128), nn.ReLU(), nn.Linear(128, num_classes))
 
 # %% ../nbs/06_alignment.ipynb #c1a7e0d2
-def __getattr__(name:str):
-    "`TransferStudy`, `changes` and `table_6_3` moved to `robust_nb.experiments.alignment`; their old names here import it lazily."
-    if name in ('TransferStudy', 'changes', 'table_6_3'):
-        from robust_nb.experiments import alignment as experiment
-        return getattr(experiment, name)
-    raise AttributeError(f"module 'robust_nb.alignment' has no attribute {name!r}")
+from .core import moved_names
+# `TransferStudy`, `changes` and `table_6_3` moved to `robust_nb.experiments.alignment`; their old names here import it lazily.
+__getattr__ = moved_names('robust_nb.alignment', 'robust_nb.experiments.alignment', ('TransferStudy', 'changes', 'table_6_3'))
 
 # %% ../nbs/06_alignment.ipynb #aaf113f8
 from .core import add_param_docs

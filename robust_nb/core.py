@@ -17,7 +17,7 @@ __all__ = ['PRESETS', 'NORMS', 'get_device', 'check_seed', 'set_seed', 'Preset',
            'check_positive_int', 'check_bool', 'check_norm', 'check_choice', 'check_inputs', 'check_labels',
            'check_model', 'check_positive', 'lp_norm', 'per_example', 'steepest_ascent', 'project', 'dct_matrix',
            'Normalized', 'eval_guard', 'model_device', 'on_model_device', 'to_numpy', 'batches', 'batched_forward',
-           'predict', 'input_grad', 'results_dir', 'add_param_docs']
+           'predict', 'input_grad', 'results_dir', 'moved_names', 'add_param_docs']
 
 # %% ../nbs/00_core.ipynb #d9411469
 def _device_fix(name:str) -> str:
@@ -361,7 +361,7 @@ def input_grad(
     return (loss if create_graph else loss.detach()), g
 
 # %% ../nbs/00_core.ipynb #7bc49e14
-import json
+import importlib, json
 from pathlib import Path
 
 def results_dir() -> Path:
@@ -372,12 +372,20 @@ def results_dir() -> Path:
         if (d / 'settings.ini').exists() and (d / 'nbs').is_dir(): return d / '_book' / 'results'
     return Path.cwd() / 'robust_nb_results'
 
-def __getattr__(name:str):
-    "The book plumbing moved to `robust_nb.book`; `core.record_claim` and `core.replication_table` are its functions."
-    if name in ('record_claim', 'replication_table'):
-        from . import book
-        return getattr(book, name)
-    raise AttributeError(f"module 'robust_nb.core' has no attribute {name!r}")
+def moved_names(
+    module:str,     # the module whose names moved, e.g. 'robust_nb.soar'
+    home:str,       # where they live now, e.g. 'robust_nb.experiments.soar'
+    names,          # the names that moved
+):
+    "A module-level `__getattr__` for `module`: its `names` that moved to `home` import from there on first use (no import-time cycle)."
+    names = frozenset(names)
+    def __getattr__(name:str):
+        if name in names: return getattr(importlib.import_module(home), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    return __getattr__
+
+# the book plumbing moved to `robust_nb.book`; `core.record_claim` and `core.replication_table` are its functions
+__getattr__ = moved_names('robust_nb.core', 'robust_nb.book', ('record_claim', 'replication_table'))
 
 # %% ../nbs/00_core.ipynb #61ced974
 def _param_section(fn) -> str:

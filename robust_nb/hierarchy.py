@@ -358,15 +358,11 @@ def hier_outcomes(model:nn.Module, x:Tensor, y:Tensor, hierarchy, *, eps:float, 
     return out
 
 # %% ../nbs/05_hierarchy.ipynb #c921d5b0
+from .core import moved_names
 _MOVED = ('HIERARCHIES', 'FLAT_DEFENSES', 'HAR_DEFENSES', 'summarize_outcomes', 'paired_difference', 'har_vs_flat',
           'HierSetup', 'HierExperiment', 'table_5_3')      # Section 5.6's experiment, now in `robust_nb.experiments.hierarchy`
 
-def __getattr__(name:str):
-    "The names of Section 5.6's experiment, which moved to `robust_nb.experiments.hierarchy`, imported from there on first use."
-    if name in _MOVED:
-        from .experiments import hierarchy as study
-        return getattr(study, name)
-    raise AttributeError(f"module 'robust_nb.hierarchy' has no attribute {name!r}")
+__getattr__ = moved_names('robust_nb.hierarchy', 'robust_nb.experiments.hierarchy', _MOVED)
 
 # %% ../nbs/05_hierarchy.ipynb #f46b42bd
 from .core import add_param_docs

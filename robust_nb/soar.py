@@ -216,12 +216,9 @@ def soar_objective(**kw) -> Callable:
     return lambda model, x, y: soar_loss(model, x, y, **kw).mean()
 
 # %% ../nbs/03_soar.ipynb #379f2333
-def __getattr__(name:str):
-    "Section 3.4's experiment moved to `robust_nb.experiments.soar`; `soar.SoarExperiment`, `soar.SoarConfig`, `soar.SOAR_METHODS` and `soar.table_3_2` are its names."
-    if name in ('SOAR_METHODS', 'SoarConfig', 'SoarExperiment', 'table_3_2'):
-        from robust_nb.experiments import soar as experiment
-        return getattr(experiment, name)
-    raise AttributeError(f"module 'robust_nb.soar' has no attribute {name!r}")
+from .core import moved_names
+# Section 3.4's experiment moved to `robust_nb.experiments.soar`; `soar.SoarExperiment`, `soar.SoarConfig`, `soar.SOAR_METHODS` and `soar.table_3_2` are its names.
+__getattr__ = moved_names('robust_nb.soar', 'robust_nb.experiments.soar', ('SOAR_METHODS', 'SoarConfig', 'SoarExperiment', 'table_3_2'))
 
 # %% ../nbs/03_soar.ipynb #6f59e219
 from .core import add_param_docs
