@@ -14,21 +14,16 @@ from .models import MODELS, build_model
 from .defenses import METHODS as LOSS_METHODS, make_loss
 from .train import OPTIMIZERS, setup_distributed, rank_world, barrier, process_device
 from .attacks import AUTOATTACK_COMPONENTS
-from .evaluation import (ATTACKS, RUN_SCHEDULES, TRAIN_PROTOCOLS, VALID_NOTE, HAR_NOTE, evaluate_attacks, load_model, evaluate_checkpoint,
+from .evaluation import (ATTACKS, RUN_SCHEDULES, TRAIN_PROTOCOLS, TRAIN_PROTOCOL_NOTES, VALID_NOTE, HAR_NOTE, evaluate_attacks, load_model, evaluate_checkpoint,
                                   protocol_row, save_evaluation, run_config, train_run, har_run, align_run)
-from .tables import REPRODUCIBLE, thesis_table, table_function, available_tables, reproduce, markdown_table, reproduce_all, write_reproduction
-from .exercises import exercise_cells, make_student_copy, find_nbs
+from .tables import REPRODUCIBLE, thesis_table, table_function, reproduce_tables, write_reproduction
+from .exercises import exercise_cells, make_student_copy, make_student_copies, grade_class, score_table, write_grades
 
 # %% auto #0
-__all__ = ['METHODS', 'COMMANDS', 'PROTOCOLS', 'cmd_train', 'cmd_eval', 'cmd_har', 'cmd_align', 'cmd_reproduce', 'cmd_exercises',
+__all__ = ['METHODS', 'PROTOCOLS', 'COMMANDS', 'cmd_train', 'cmd_eval', 'cmd_har', 'cmd_align', 'cmd_reproduce', 'cmd_exercises',
            'cmd_grade', 'make_parser', 'main']
 
-# %% ../nbs/07_cli.ipynb #3bd89784
-METHODS = tuple(m for m in LOSS_METHODS if m != 'pgd-t')      # what `train --method` offers
-
 # %% ../nbs/07_cli.ipynb #96e12828
-COMMANDS = {}   # name -> (add its arguments, run it, one-line help); filled command by command below
-
 class _Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are one line on stderr and exit status 2."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -44,9 +39,8 @@ def _typed(conv, ok, expected:str):
 
 def _fraction(s:str) -> float:
     "A number, also written as a fraction such as `8/255`."
-    p = [float(v) for v in s.split('/')]
-    if len(p) > 2: raise ValueError(s)
-    return p[0] / p[1] if len(p) == 2 else p[0]
+    num, slash, den = s.partition('/')
+    return float(num) / float(den) if slash else float(num)      # '1/2/3' and '1/' fail in float()
 
 _number = _typed(_fraction, lambda v: math.isfinite(v) and v >= 0, 'a finite number >= 0 such as 0.03 or 8/255')
 _positive = _typed(_fraction, lambda v: math.isfinite(v) and v > 0, 'a finite number > 0')
@@ -54,8 +48,8 @@ _count = _typed(int, lambda v: v >= 1, 'an integer >= 1')
 _seed = _typed(int, lambda v: v >= 0, 'an integer >= 0')
 
 # %% ../nbs/07_cli.ipynb #e0813e7b
-PROTOCOLS = {'table-4.3': "Table 4.2's CNN on Fashion-MNIST, plain SGD at 0.1 (adam, rmsprop: 5e-4), no weight decay, no schedule, "
-                          "batch 128, random flips, 20 epochs"}   # --protocol NAME -> what it sets (robust_nb.evaluation.TRAIN_PROTOCOLS), for --help
+METHODS = tuple(m for m in LOSS_METHODS if m != 'pgd-t')      # what `train --method` offers
+PROTOCOLS = TRAIN_PROTOCOL_NOTES   # --protocol NAME -> what it sets, in words, for --help (robust_nb.evaluation)
 
 def _common(p:argparse.ArgumentParser, *, data:bool=True):
     "Options shared by the commands that build data and models."
@@ -89,7 +83,7 @@ def _training(p:argparse.ArgumentParser, methods=METHODS, resume:bool=True):
     p.add_argument('--overwrite', action='store_true', help='replace the run already in OUT (its files, eval/ included, are deleted first)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
 
-# %% ../nbs/07_cli.ipynb #edc0960f
+# %% ../nbs/07_cli.ipynb #c11a0001
 def _run_config(a, command:str) -> dict:
     "The configuration of a training run from its arguments (`robust_nb.evaluation.run_config`)."
     return run_config(**{**vars(a), 'command': command, 'verify': not a.no_verify})
@@ -104,13 +98,11 @@ def _say(line:str):
 
 _OUT_FLAGS = ('--out', '--resume', '--overwrite')
 
-# %% ../nbs/07_cli.ipynb #c11a0001
 def cmd_train(a) -> dict:
     "`robust-nb train`: train a model with `fit` (`robust_nb.evaluation.train_run`); writes OUT/checkpoint.pt and OUT/metrics.json."
     cfg = _run_config(a, 'train')
     if not a.no_progress: _say(f"robust-nb train: {VALID_NOTE}")
-    m = train_run(cfg, a.out, data_root=a.data_root, resume=a.resume, overwrite=a.overwrite, device=_device(a), progress=not a.no_progress,
-                  names=_OUT_FLAGS)
+    m = train_run(cfg, a.out, data_root=a.data_root, resume=a.resume, overwrite=a.overwrite, device=_device(a), progress=not a.no_progress, names=_OUT_FLAGS)
     _say(f"robust-nb train: {cfg['method']} {cfg['model']} on {cfg['data']}, {cfg['epochs']} epochs: clean test accuracy "
          f"{m['clean_accuracy']:.4f}; wrote {m['checkpoint']} and {Path(a.out) / 'metrics.json'}")
     return m
@@ -118,8 +110,6 @@ def cmd_train(a) -> dict:
 def _train_args(p):
     _common(p); _training(p)
     p.add_argument('--protocol', default=None, choices=tuple(PROTOCOLS), help="start from a thesis protocol's settings instead of the defaults shown here (table-4.3: " + PROTOCOLS['table-4.3'] + '); options given explicitly still win')
-
-COMMANDS['train'] = (_train_args, cmd_train, 'train a model (standard, PGD-AT, TRADES, MART, FOAR, SOAR) with fit')
 
 # %% ../nbs/07_cli.ipynb #c11a0002
 def _radii(a) -> dict:
@@ -136,11 +126,9 @@ def cmd_eval(a) -> pd.DataFrame:
                                   n_examples=a.n_examples, device=dev, attacks=a.attack, radii=_radii(a), gaussian=a.gaussian or (),
                                   noise_seed=a.noise_seed, steps=a.steps, queries=a.queries, components=a.components,
                                   batch_size=a.batch_size, seed=a.seed, progress=rank_world()[0] == 0)
-    if rank_world()[0] == 0:
-        paths = save_evaluation(a.out, df, checkpoint=a.checkpoint, config=cfg, device=dev)
-        print(df.to_string(index=False))
-        print(f"\nas one row of Table 4.3 (%; attacks: the worst case at each radius):\n{protocol_row(df).to_string(index=False)}")
-        print(f"robust-nb eval: wrote {', '.join(map(str, paths))}")
+    paths = save_evaluation(a.out, df, checkpoint=a.checkpoint, config=cfg, device=dev) if rank_world()[0] == 0 else []
+    _say(f"{df.to_string(index=False)}\n\nas one row of Table 4.3 (%; attacks: the worst case at each radius):\n"
+         f"{protocol_row(df).to_string(index=False)}\nrobust-nb eval: wrote {', '.join(map(str, paths))}")
     barrier()
     return df
 
@@ -166,9 +154,6 @@ def _eval_args(p:argparse.ArgumentParser):
     p.add_argument('--out', required=True, metavar='DIR', help='output folder (eval.json, eval.csv, eval.png)')
     _common(p, data=False)
 
-COMMANDS['eval'] = (_eval_args, cmd_eval, 'accuracy of a checkpoint under Gaussian noise and attacks, for several radii of both norms')
-
-
 # %% ../nbs/07_cli.ipynb #85ec1411
 def cmd_har(a) -> dict:
     "`robust-nb har`: train a HAR network (5.2) with `train_har` (`robust_nb.evaluation.har_run`); writes OUT/checkpoint.pt and OUT/metrics.json."
@@ -181,9 +166,6 @@ def cmd_har(a) -> dict:
 
 def _har_args(p):
     _common(p); _training(p, methods=('standard', 'pgd', 'trades', 'mart'), resume=False)
-    p.set_defaults(data='digits')
-
-COMMANDS['har'] = (_har_args, cmd_har, 'train a HAR network (Chapter 5) on a dataset with a class hierarchy')
 
 # %% ../nbs/07_cli.ipynb #683447f9
 def cmd_align(a) -> dict:
@@ -210,17 +192,13 @@ def _align_args(p):
     p.add_argument('--out', required=True, metavar='DIR', help='output folder (checkpoint.pt, metrics.json)')
     _common(p, data=False)
 
-COMMANDS['align'] = (_align_args, cmd_align, 'align a source model to witness models (Chapter 6) and measure transferability')
-
 # %% ../nbs/07_cli.ipynb #c11a0003
 def cmd_reproduce(a):
     "`robust-nb reproduce [TABLE]`: TABLE computed in --preset, or every table (read from the committed run where there is one); writes OUT/table_<T>.csv, _thesis.csv and .md."
     P = get_preset(a.preset)
-    if a.list:
-        for t, (mod, fn, title, _) in REPRODUCIBLE.items(): print(f"{t}\t{'available' if table_function(t) else 'not available'}\t{title} ({mod}.{fn})")
-        return None
-    if a.table is not None: got = {a.table: (reproduce(a.table, preset=P.name), 'computed', f'computed now on `{process_device()}`')}
-    else: got = reproduce_all(P.name, run_missing=a.run_missing, results=a.results)
+    if a.list: return print('\n'.join(f"{t}\t{'available' if table_function(t) else 'not available'}\t{title} ({mod}.{fn})"
+                                       for t, (mod, fn, title, _) in REPRODUCIBLE.items()))
+    got = reproduce_tables(a.table, P.name, run_missing=a.run_missing, results=a.results)
     for t, (df, status, why) in got.items():
         if df is None: _say(f"robust-nb reproduce: table {t} is MISSING in {P.name}: {why}; `robust-nb reproduce {t} --preset {P.name}` computes it"); continue
         if rank_world()[0] == 0:
@@ -241,31 +219,19 @@ def _reproduce_args(p):
     p.add_argument('--results', default=None, metavar='DIR', help='folder of committed results (None: results/<preset>/ of the repository)')
     p.add_argument('--out', default='reproduce', metavar='DIR', help='output folder')
 
-COMMANDS['reproduce'] = (_reproduce_args, cmd_reproduce, 'run the code behind a thesis table (or read every table\'s committed run) and write it next to the thesis\'s numbers')
-
 # %% ../nbs/07_cli.ipynb #c11a0004
 def cmd_exercises(a) -> list[Path]:
-    "`robust-nb exercises OUT_DIR`: student copies of every notebook of the book."
-    nbs, out = (Path(a.nbs) if a.nbs else find_nbs()), Path(a.out_dir)
-    if not nbs.is_dir(): raise FileNotFoundError(f"--nbs {str(nbs)!r} is not a directory")
-    if out.resolve() == nbs.resolve(): raise ValueError(f"OUT_DIR {str(out)!r} is the notebook folder itself; expected another folder (never overwrite the solutions)")
-    files = sorted(nbs.glob('*.ipynb'))
-    if not files: raise FileNotFoundError(f"--nbs {str(nbs)!r} holds no notebooks")
-    written = [make_student_copy(f, out / f.name) for f in files] if rank_world()[0] == 0 else []
-    _say(f"robust-nb exercises: wrote {len(written)} student notebooks with {sum(len(exercise_cells(f)) for f in files)} exercises to {out}")
-    barrier()
-    return written
+    "`robust-nb exercises OUT_DIR`: student copies of every notebook of the book (`robust_nb.exercises.make_student_copies`)."
+    copies = make_student_copies(a.out_dir, a.nbs, names=('OUT_DIR', '--nbs'))
+    _say(f"robust-nb exercises: wrote {len(copies)} student notebooks with {sum(copies.values())} exercises to {Path(a.out_dir)}")
+    return list(copies)
 
 def _exercises_args(p):
     p.add_argument('out_dir', metavar='OUT_DIR', help='folder for the student copies')
     p.add_argument('--nbs', default=None, metavar='DIR', help="the book's notebooks (None: nbs/ of the repository around the working directory)")
 
-COMMANDS['exercises'] = (_exercises_args, cmd_exercises, 'write student copies of the notebooks, solutions replaced by stubs')
-
-# %% ../nbs/07_cli.ipynb #8ad71d95
 def cmd_grade(a) -> pd.DataFrame:
     "`robust-nb grade DIR`: run every student's notebooks in fresh processes and score each exercise."
-    from robust_nb.exercises import grade_class, score_table, write_grades
     grades = grade_class(a.dir, timeout=a.timeout, notebooks=a.notebooks, progress=lambda m: print(m, file=sys.stderr))
     print(score_table(grades).to_string())
     bad = grades[grades.score == 0]
@@ -280,14 +246,22 @@ def _grade_args(p):
     p.add_argument('--timeout', type=_positive, default=600, metavar='S', help='time limit per notebook, in seconds')
     p.add_argument('--notebooks', nargs='+', default=None, metavar='NB', help='grade only these chapters (None: every chapter with exercises)')
 
-COMMANDS['grade'] = (_grade_args, cmd_grade, "score a class's returned notebooks, exercise by exercise")
-
 # %% ../nbs/07_cli.ipynb #56117172
 def _protocol_of(argv:list[str]) -> str|None:
     "The value of `--protocol` in `argv`, read before parsing so that the protocol's settings become `train`'s defaults."
     pre = argparse.ArgumentParser(add_help=False, exit_on_error=False); pre.add_argument('--protocol')
     try: return pre.parse_known_args(argv)[0].protocol
     except argparse.ArgumentError: return None      # `--protocol` without a value: the real parser says so
+
+COMMANDS = {   # name -> (add its arguments, run it, one-line help)
+    'train': (_train_args, cmd_train, 'train a model (standard, PGD-AT, TRADES, MART, FOAR, SOAR) with fit'),
+    'eval': (_eval_args, cmd_eval, 'accuracy of a checkpoint under Gaussian noise and attacks, for several radii of both norms'),
+    'har': (_har_args, cmd_har, 'train a HAR network (Chapter 5) on a dataset with a class hierarchy'),
+    'align': (_align_args, cmd_align, 'align a source model to witness models (Chapter 6) and measure transferability'),
+    'reproduce': (_reproduce_args, cmd_reproduce, "run the code behind a thesis table (or read every table's committed run) and write it next to the thesis's numbers"),
+    'exercises': (_exercises_args, cmd_exercises, 'write student copies of the notebooks, solutions replaced by stubs'),
+    'grade': (_grade_args, cmd_grade, "score a class's returned notebooks, exercise by exercise"),
+}
 
 def make_parser(protocol:str|None=None) -> argparse.ArgumentParser:
     "The `robust-nb` argument parser with every sub-command (`train`'s defaults those of `protocol`, a key of `TRAIN_PROTOCOLS`, if given)."
@@ -311,17 +285,12 @@ def main(argv:list[str]|None=None) -> int:
         if int(os.environ.get('WORLD_SIZE', 1)) > 1: created = setup_distributed(getattr(a, 'device', None))[3]
         COMMANDS[a.command][1](a)
         return 0
-    except (ValueError, FileNotFoundError) as e:
-        msg = ' '.join(str(e).split()) or type(e).__name__
-        print(f"robust-nb: error: {msg}", file=sys.stderr)
-        return 2
-    except FloatingPointError as e:
-        print(f"robust-nb: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:   # a user's mistake: 2; a diverged run: 1
+        print(f"robust-nb: error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        return 1 if isinstance(e, FloatingPointError) else 2
     finally:
         if created and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()   # all ranks done first
 
-# %% ../nbs/07_cli.ipynb #adc6ba31
 add_param_docs(globals())   # help() shows each parameter's comment (robust_nb.core.add_param_docs)
 
 # %% ../nbs/07_cli.ipynb #0b277cc4

@@ -20,10 +20,10 @@ from .train import (load_checkpoint, read_checkpoint, progress_bars, rank_world,
 from . import attacks as A
 
 # %% auto #0
-__all__ = ['ATTACKS', 'RUN_SCHEDULES', 'VALID_NOTE', 'HAR_NOTE', 'TRAIN_PROTOCOLS', 'checkpoint_config', 'build_from_config',
-           'load_model', 'evaluate_attacks', 'gaussian_rows', 'evaluate_protocol', 'protocol_row', 'plot_accuracy',
-           'evaluate_checkpoint', 'alignment_metrics', 'run_config', 'train_run', 'har_run', 'align_run',
-           'save_evaluation']
+__all__ = ['ATTACKS', 'RUN_SCHEDULES', 'VALID_NOTE', 'HAR_NOTE', 'TRAIN_PROTOCOLS', 'TRAIN_PROTOCOL_NOTES', 'checkpoint_config',
+           'build_from_config', 'load_model', 'evaluate_attacks', 'gaussian_rows', 'evaluate_protocol', 'protocol_row',
+           'plot_accuracy', 'evaluate_checkpoint', 'alignment_metrics', 'run_config', 'train_run', 'har_run',
+           'align_run', 'save_evaluation']
 
 # %% ../nbs/07a_evaluation.ipynb #1a600fca
 def checkpoint_config(path:Path) -> dict:
@@ -255,6 +255,8 @@ HAR_NOTE = ("no validation split is held out: each component's valid_acc is abse
 TRAIN_PROTOCOLS = {   # a thesis protocol's training settings (`robust-nb train --protocol NAME`); lr None: Table 4.2's rate of the optimizer
     'table-4.3': dict(data='fashion_mnist', model='mnist_cnn', opt='sgd', lr=None, weight_decay=0.0, sched='none', batch_size=128, epochs=20),
 }   # Fashion-MNIST's standard augmentation is App. 4.A's random flips; 20 epochs: `optimizers.FashionMnistProtocol`'s
+TRAIN_PROTOCOL_NOTES = {'table-4.3': "Table 4.2's CNN on Fashion-MNIST, plain SGD at 0.1 (adam, rmsprop: 5e-4), no weight decay, "
+                                     "no schedule, batch 128, random flips, 20 epochs"}   # what each protocol sets, in words (for --help)
 
 def run_config(command:str='train', *, method:str='standard', data:str='digits', data_root=None, img_size:int|None=None,
                model:str|None=None, epochs:int|None=None, lr:float|None=None, opt:str='sgd_momentum', weight_decay:float=5e-4,

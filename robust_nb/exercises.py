@@ -14,16 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import eval_guard, project
+from .train import rank_world, barrier
 
 # %% auto #0
 __all__ = ['SOLUTION_BEGIN', 'SOLUTION_END', 'STUB', 'EXERCISES', 'GRADE_COLUMNS', 'strip_solutions', 'exercise_cells',
-           'make_student_copy', 'find_nbs', 'ExerciseFailed', 'ReferenceUsed', 'expect', 'expect_close', 'Exercise',
-           'exercise', 'references_disabled', 'static_reference_use', 'run_check', 'check_exercise', 'check_fgm',
-           'check_trades_kl', 'check_adversarial_training_loss', 'check_foar', 'check_adversarial_squared_loss',
-           'check_hvp_fd', 'check_dct', 'check_mlp_lipschitz_bound', 'check_signgd_step_416', 'check_gd_error',
-           'check_har', 'check_hierarchical_adversarial', 'check_meta_given_wrong_leaf', 'check_alignment_kl',
-           'check_mi_fgsm_step', 'check_ti_kernel', 'exercises_in', 'grade_notebook', 'grade_class', 'score_table',
-           'write_grades']
+           'make_student_copy', 'find_nbs', 'make_student_copies', 'ExerciseFailed', 'ReferenceUsed', 'expect',
+           'expect_close', 'Exercise', 'exercise', 'references_disabled', 'static_reference_use', 'run_check',
+           'check_exercise', 'check_fgm', 'check_trades_kl', 'check_adversarial_training_loss', 'check_foar',
+           'check_adversarial_squared_loss', 'check_hvp_fd', 'check_dct', 'check_mlp_lipschitz_bound',
+           'check_signgd_step_416', 'check_gd_error', 'check_har', 'check_hierarchical_adversarial',
+           'check_meta_given_wrong_leaf', 'check_alignment_kl', 'check_mi_fgsm_step', 'check_ti_kernel', 'exercises_in',
+           'grade_notebook', 'grade_class', 'score_table', 'write_grades']
 
 # %% ../nbs/07c_exercises.ipynb #d386ad6c
 SOLUTION_BEGIN = re.compile(r'^(\s*)# BEGIN SOLUTION\s*$')
@@ -80,6 +81,20 @@ def find_nbs() -> Path:
     d = Path(__file__).resolve().parents[1] / 'nbs'
     if d.is_dir(): return d
     raise FileNotFoundError("found no nbs/ folder of the robust-nb repository; pass --nbs DIR")
+
+# %% ../nbs/07c_exercises.ipynb #c7a1e001
+def make_student_copies(out, nbs=None, *, names=('out', 'nbs')) -> dict[Path, int]:
+    "Student copies of every notebook in folder `nbs` (None: `find_nbs()`) written to folder `out` by rank 0; `{copy: its exercises}`."
+    # names: how errors name `out` and `nbs` (the command line: OUT_DIR and --nbs)
+    nbs, out = (Path(nbs) if nbs else find_nbs()), Path(out)
+    if not nbs.is_dir(): raise FileNotFoundError(f"{names[1]} {str(nbs)!r} is not a directory")
+    if out.resolve() == nbs.resolve():
+        raise ValueError(f"{names[0]} {str(out)!r} is the notebook folder itself; expected another folder (never overwrite the solutions)")
+    files = sorted(nbs.glob('*.ipynb'))
+    if not files: raise FileNotFoundError(f"{names[1]} {str(nbs)!r} holds no notebooks")
+    copies = {make_student_copy(f, out / f.name): len(exercise_cells(f)) for f in files} if rank_world()[0] == 0 else {}
+    barrier()
+    return copies
 
 # %% ../nbs/07c_exercises.ipynb #d75718f0
 class ExerciseFailed(AssertionError):

@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 from .core import check_choice, get_preset
 from .book import committed_results
+from .train import process_device
 
 # %% auto #0
 __all__ = ['REPRODUCIBLE', 'COMMITTED', 'thesis_table', 'table_function', 'available_tables', 'markdown_table', 'reproduce',
-           'committed_table', 'reproduce_all', 'write_reproduction']
+           'committed_table', 'reproduce_all', 'write_reproduction', 'reproduce_tables']
 
 # %% ../nbs/07b_tables.ipynb #316b0eaf
 _T32 = """Method	Clean	FGSM	PGD20	PGD100	PGD200	PGD1000	PGD20-50
@@ -75,11 +76,11 @@ Res50	VGG19	+8.30	+7.88	+7.41	+9.17	+9.93	+6.76	+0.75	+0.52	+0.17	+1.97
 Res50	ViT-B/16	-9.41	-19.39	-17.48	-10.04	-12.76	-8.49	-3.25	-2.69	-1.14	-4.17"""   # Table 6.3: first rows, ImageNet error (%) and its change after alignment
 
 REPRODUCIBLE = {   # table -> (module, function, title, the thesis's numbers as TSV)
-    '3.2': ('robust_nb.soar', 'table_3_2', 'SOAR vs baselines under white-box attacks (CIFAR-10, %)', _T32),
+    '3.2': ('robust_nb.experiments.soar', 'table_3_2', 'SOAR vs baselines under white-box attacks (CIFAR-10, %)', _T32),
     '4.3': ('robust_nb.optimizers', 'table_4_3', 'SGD vs Adam vs RMSProp: clean and perturbed accuracy, MNIST block (%)', _T43),
     '4.9': ('robust_nb.linear', 'signgd_table', 'signGD dynamics: the 27 sign patterns of (A, A+B, A-B)', _T49),
-    '5.3': ('robust_nb.hierarchy', 'table_5_3', 'meta-class accuracy of flat and HAR models under untargeted and hierarchical PGD (%)', _T53),
-    '6.3': ('robust_nb.alignment', 'table_6_3', 'transfer error after aligning the source (%)', _T63),
+    '5.3': ('robust_nb.experiments.hierarchy', 'table_5_3', 'meta-class accuracy of flat and HAR models under untargeted and hierarchical PGD (%)', _T53),
+    '6.3': ('robust_nb.experiments.alignment', 'table_6_3', 'transfer error after aligning the source (%)', _T63),
 }
 
 # %% ../nbs/07b_tables.ipynb #7ab1e002
@@ -185,6 +186,11 @@ def write_reproduction(table:str, ours:pd.DataFrame, out, *, preset:str, source:
           f"## The thesis's numbers (copied from the thesis; its settings, not ours)\n\n{markdown_table(theirs)}\n")
     paths[2].write_text(md)
     return paths, md
+
+def reproduce_tables(table:str|None=None, preset:str|None=None, *, run_missing:bool=False, results=None) -> dict:
+    "`table` computed now in `preset` or, if None, every table as `reproduce_all` finds it: `{table: (DataFrame or None, status, where from or why missing)}`."
+    if table is None: return reproduce_all(preset, run_missing=run_missing, results=results)
+    return {table: (reproduce(table, preset=preset), 'computed', f'computed now on `{process_device()}`')}
 
 
 # %% ../nbs/07b_tables.ipynb #76385cf1
