@@ -4,27 +4,19 @@
 
 # %% ../nbs/04b_optimizers.ipynb #158a184e
 from __future__ import annotations
-import json, math, os, time
-from dataclasses import dataclass, asdict
-from pathlib import Path
-import numpy as np
+import math
 import pandas as pd
 import torch
-from torch import nn, Tensor
-from torch.utils.data import Subset, DataLoader
-from .core import check_seed, set_seed, check_positive_int, check_choice, get_device, eval_guard, get_preset
-from .data import loaders, dataset_tensors, digits, vision_dataset
-from .models import MnistCNN
+from torch.utils.data import Subset
+from .core import set_seed, check_positive_int, check_choice, get_device
+from .data import loaders, dataset_tensors
 from .train import fit, evaluate, OPTIMIZERS
 from .attacks import pgd
 from .frequency import band_accuracy_drop, lipschitz_upper_bound
-from .book import committed_results, provenance, write_json_atomic
 
 # %% auto #0
-__all__ = ['OPT_ORDER', 'OPT_NAMES', 'THESIS_TABLE_4_3_FASHION_MNIST', 'validation_split', 'train_best_of_grid',
-           'gaussian_accuracy', 'perturbation_metrics', 'optimizer_study', 'accuracy_table', 'thesis_header',
-           'table_4_3', 'FashionMnistProtocol', 'flip_collate', 'fashion_mnist_job', 'fashion_mnist_row', 'claim_job',
-           'run_missing_jobs', 'fashion_mnist_table']
+__all__ = ['OPT_ORDER', 'OPT_NAMES', 'validation_split', 'train_best_of_grid', 'gaussian_accuracy', 'perturbation_metrics',
+           'optimizer_study', 'accuracy_table', 'thesis_header']
 
 # %% ../nbs/04b_optimizers.ipynb #5b9fce3c
 def validation_split(
@@ -153,191 +145,12 @@ def thesis_header(column:str) -> str:
     kind, v = column.rsplit(' ', 1)
     return f'Gaussian sigma2={v}' if kind == 'gaussian' else f'{kind} eps={v}'
 
-def table_4_3(preset:str|None=None) -> pd.DataFrame:
-    "Table 4.3 in `preset` (what `robust-nb reproduce 4.3` runs): the MNIST block (digits in tiny), Fashion-MNIST's row in small; %."
-    P = get_preset(preset)
-    if P.name == 'small': return fashion_mnist_table(seeds=P.seeds, run_missing=True)
-    if P.name == 'paper':
-        side, dataset = 28, 'MNIST'
-        train_ds, test_ds = (vision_dataset('mnist', P.data_root, train=t) for t in (True, False))
-    else:
-        side = P.img_size; dataset = f'digits {side}x{side}'
-        train_ds, test_ds = (digits(s, size=side) for s in ('train', 'test'))
-    df = optimizer_study(train_ds, test_ds, make_model=lambda: MnistCNN(10, 1, input_size=side),
-                         lr_grid={'sgd': [0.1], 'adam': [5e-4], 'rmsprop': [5e-4]}, seeds=P.seeds,
-                         epochs=P.pick(tiny=8, small=30, paper=200), batch_size=P.batch_size,
-                         sched=P.pick(tiny=None, small=None, paper={'name': 'step', 'milestones': [100, 150], 'gamma': 0.1}),
-                         gauss_vars=(0.01, 0.05, 0.1), l2_eps=(0.5, 0.7, 1.0), linf_eps=(0.05, 0.07, 0.1), lipschitz=False)
-    t = accuracy_table(df.assign(dataset=dataset)).reset_index()
-    t = t.rename(columns={'dataset': 'Dataset', 'optimizer': 'Optimization', **{c: thesis_header(c) for c in t.columns[2:]}})
-    t['Optimization'] = t['Optimization'].map(OPT_NAMES)
-    return t
+# %% ../nbs/04b_optimizers.ipynb #98f0dba7
+from .core import moved_names
+_MOVED = ('table_4_3', 'FashionMnistProtocol', 'THESIS_TABLE_4_3_FASHION_MNIST', 'flip_collate', 'fashion_mnist_job',
+          'fashion_mnist_row', 'claim_job', 'run_missing_jobs', 'fashion_mnist_table')   # Section 4.3's experiment, now in `robust_nb.experiments.optimizers`
 
-# %% ../nbs/04b_optimizers.ipynb #6cb2f5c8
-@dataclass(frozen=True)
-class FashionMnistProtocol:
-    "Table 4.3's Fashion-MNIST row as the authors' code runs it, with our departures as fields."
-    epochs:int = 20                                   # the authors: 200 (see the text for why fewer)
-    batch_size:int = 128
-    lrs:tuple = (('sgd', 0.1), ('adam', 5e-4), ('rmsprop', 5e-4))   # Table 4.2
-    flips:bool = True                                 # App. 4.A: random horizontal flips
-    relu_fc:bool = False                              # a ReLU between FN(21632,100) and FN(100,10) (Table 4.2 prints none)
-    gauss_vars:tuple = (0.001, 0.005, 0.01)           # Table 4.3, Fashion-MNIST row
-    l2_eps:tuple = (0.1, 0.5, 0.7)
-    linf_eps:tuple = (0.01, 0.03, 0.05)
-    n_attack:int = 1000                               # AutoAttack on the first n_attack test images
-    components:tuple = ('APGD-CE', 'APGD-T')          # AutoAttack components run, in the standard order, cumulatively
-    gauss_seed:int = 1234                             # seed of the Gaussian noise draw
-
-    def lr(self, opt:str) -> float:
-        "Table 4.2's initial rate for `opt`."
-        return dict(self.lrs)[check_choice(opt, dict(self.lrs), 'opt')]
-
-    def columns(self) -> list[str]:
-        "The table's columns in Table 4.3's order."
-        return (['clean'] + [f'gaussian {v:g}' for v in self.gauss_vars] + [f'l2 {e:g}' for e in self.l2_eps]
-                + [f'linf {e:g}' for e in self.linf_eps])
-
-THESIS_TABLE_4_3_FASHION_MNIST = {   # Table 4.3, the Fashion-MNIST row (%), in `FashionMnistProtocol().columns()` order
-    'sgd':     (91.20, 90.49, 87.78, 84.30, 82.33, 24.33, 12.33, 67.23, 22.30, 4.17),
-    'adam':    (90.98, 89.91, 85.03, 78.91, 70.33, 6.00, 0.33, 53.57, 5.33, 0.00),
-    'rmsprop': (91.15, 90.09, 85.23, 78.69, 72.67, 15.93, 4.67, 62.67, 16.33, 1.67),
-}
-
-# %% ../nbs/04b_optimizers.ipynb #ecb26c1d
-def flip_collate(batch:list) -> tuple[Tensor, Tensor]:
-    "`default_collate`, then a random horizontal flip of each image with probability 1/2 (torch's global generator)."
-    x, y = torch.utils.data.default_collate(batch)
-    flip = torch.rand(len(x)) < 0.5
-    x[flip] = x[flip].flip(-1)
-    return x, y
-
-
-
-# %% ../nbs/04b_optimizers.ipynb #43c1e4e2
-def fashion_mnist_job(
-    opt:str,                       # 'sgd', 'adam' or 'rmsprop'
-    seed:int,
-    out_dir,                       # the JSON goes to out_dir/{opt}_seed{seed}.json
-    protocol:FashionMnistProtocol=FashionMnistProtocol(),
-    *,
-    device=None,
-    progress:bool=False,
-) -> dict:
-    "Train one Table 4.2 CNN on Fashion-MNIST with `opt` and evaluate it for Table 4.3's row; writes and returns the record."
-    from robust_nb.data import fashion_mnist
-    from robust_nb.attacks import autoattack_components
-    lr, seed = protocol.lr(opt), check_seed(seed)
-    dev, t0 = get_device(device), time.time()
-    tr, te = fashion_mnist('train'), fashion_mnist('test')
-    set_seed(seed)
-    model = MnistCNN(10, 1, input_size=28)
-    if protocol.relu_fc: model.classifier = nn.Sequential(model.classifier[0], nn.ReLU(), model.classifier[1])
-    train_dl = DataLoader(tr, batch_size=protocol.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                          collate_fn=flip_collate if protocol.flips else None)
-    test_dl = DataLoader(te, batch_size=1000)
-    hist = fit(model, train_dl, epochs=protocol.epochs, lr=lr, opt=opt, sched=None, seed=seed, valid_dl=test_dl,
-               progress=progress, device=dev)
-    t_train = time.time() - t0
-    x, y = te.x.to(dev), te.y.to(dev)
-    acc = {'clean': evaluate(model, (x, y))}
-    for v in protocol.gauss_vars: acc[f'gaussian {v:g}'] = gaussian_accuracy(model, x, y, v, seed=protocol.gauss_seed)
-    xa, ya, detail = x[:protocol.n_attack], y[:protocol.n_attack], {}
-    for norm, epss in (('l2', protocol.l2_eps), ('linf', protocol.linf_eps)):
-        for e in epss:
-            r = autoattack_components(model, xa, ya, eps=e, norm=norm, components=protocol.components, cumulative=True,
-                                      batch_size=500, seed=seed)
-            acc[f'{norm} {e:g}'], detail[f'{norm} {e:g}'] = r['worst case'], r
-    record = dict(dataset='fashion_mnist', optimizer=opt, seed=seed, lr=lr, accuracy=acc, autoattack=detail,
-                  test_acc_per_epoch=[float(v) for v in hist['valid_acc']], protocol=asdict(protocol),
-                  train_seconds=round(t_train, 1), eval_seconds=round(time.time() - t0 - t_train, 1), **provenance(dev))
-    write_json_atomic(Path(out_dir) / f'{opt}_seed{seed}.json', record)
-    return record
-
-# %% ../nbs/04b_optimizers.ipynb #daa1d638
-def fashion_mnist_row(
-    results=None,   # folder of `fashion_mnist_job` files; None: `committed_results('small') / 'table_4_3'`
-) -> pd.DataFrame:
-    "Table 4.3's Fashion-MNIST row from the job records: one row per (optimizer, column) with mean, sem, seeds, thesis, diff (points)."
-    d = Path(results) if results is not None else committed_results('small') / 'table_4_3'
-    recs = [json.loads(f.read_text()) for f in sorted(d.glob('*_seed*.json'))] if d.is_dir() else []
-    cols = FashionMnistProtocol().columns()
-    rows = [dict(optimizer=r['optimizer'], seed=r['seed'], column=c, value=100 * r['accuracy'][c]) for r in recs for c in cols
-            if c in r['accuracy']]
-    if not rows: return pd.DataFrame(columns=['optimizer', 'column', 'mean', 'sem', 'seeds', 'thesis', 'diff'])
-    g = pd.DataFrame(rows).groupby(['optimizer', 'column'], sort=False).value
-    t = pd.DataFrame({'mean': g.mean(), 'sem': g.std(ddof=1) / np.sqrt(g.count()), 'seeds': g.count()}).reset_index()
-    t['thesis'] = [THESIS_TABLE_4_3_FASHION_MNIST[o][cols.index(c)] for o, c in zip(t.optimizer, t.column)]
-    t['diff'] = t['mean'] - t['thesis']
-    order = {o: i for i, o in enumerate(OPT_ORDER)}
-    return t.sort_values(['optimizer', 'column'], key=lambda s: s.map(order) if s.name == 'optimizer' else s.map(cols.index),
-                         ignore_index=True)
-
-# %% ../nbs/04b_optimizers.ipynb #ee832f3b
-def claim_job(
-    lock_dir,                        # folder of the lock files (shared by the workers)
-    opt:str,
-    seed:int,
-):
-    "Claim job (`opt`, `seed`): an open lock file holding a non-blocking exclusive `flock`, or None when a live process holds it."
-    import fcntl
-    f = open(Path(lock_dir) / f'robust_nb_t43_{opt}_seed{seed}.lock', 'a')
-    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError: f.close(); return None
-    return f                                     # the claim lasts until f is closed or the process ends, however it ends
-
-# %% ../nbs/04b_optimizers.ipynb #1c71c917
-def run_missing_jobs(
-    results,                         # folder of job files; each finished job writes {opt}_seed{seed}.json there
-    *,
-    seeds=(0,),
-    opts=None,                       # optimizers to run (None: every one of `protocol.lrs`)
-    protocol:FashionMnistProtocol=FashionMnistProtocol(),
-    device=None,
-    lock_dir=None,                   # with a folder: claim each job there (`claim_job`), so several workers share the list
-    log=None,                        # called with one line per job (e.g. `print`)
-    job=None,                        # the function run per job, called like `fashion_mnist_job` (None: `fashion_mnist_job`)
-) -> list:
-    "Run the (optimizer, seed) jobs of Table 4.3's Fashion-MNIST row that have no file in `results` yet; returns their records."
-    d, done, job = Path(results), [], job or fashion_mnist_job
-    for seed in seeds:
-        for opt in (opts if opts is not None else [o for o, _ in protocol.lrs]):
-            out = d / f'{opt}_seed{seed}.json'
-            if out.exists(): continue
-            lock = claim_job(lock_dir, opt, seed) if lock_dir is not None else None
-            if lock_dir is not None and lock is None:
-                if log: log(f'{opt} seed {seed}: another worker has it')
-                continue
-            try:
-                if out.exists(): continue                 # finished by another worker between our check and our claim
-                t0 = time.time(); done.append(job(opt, seed, d, protocol, device=device))
-            finally:
-                if lock is not None: lock.close()
-            if log: log(f"{opt} seed {seed}: {time.time() - t0:.0f} s, " + ', '.join(f'{k} {v:.4f}' for k, v in done[-1]['accuracy'].items()))
-    return done
-
-# %% ../nbs/04b_optimizers.ipynb #f4f21259
-def fashion_mnist_table(
-    results=None,                    # folder of job files; None: the committed `results/small/table_4_3`
-    *,
-    seeds=(0,),                      # the seeds whose jobs `run_missing` runs
-    run_missing:bool=False,          # run the jobs of `seeds` that have no file yet (they write into `results`)
-    protocol:FashionMnistProtocol=FashionMnistProtocol(),
-    device=None,
-) -> pd.DataFrame:
-    "Table 4.3's Fashion-MNIST row in the thesis's layout (%, mean over the seeds present; `seeds` column says how many)."
-    d = Path(results) if results is not None else committed_results('small') / 'table_4_3'
-    if run_missing: run_missing_jobs(d, seeds=seeds, protocol=protocol, device=device)
-    fm = fashion_mnist_row(d)
-    if not len(fm): raise FileNotFoundError(f"results {str(d)!r} holds no Fashion-MNIST job file ({{opt}}_seed{{seed}}.json); "
-                                            "run them with fashion_mnist_table(run_missing=True) or python tools/table_4_3_jobs.py")
-    cols = [c for c in protocol.columns() if c in set(fm.column)]
-    t = fm.pivot(index='optimizer', columns='column', values='mean')[cols].round(2)
-    t.insert(0, 'seeds', fm.groupby('optimizer').seeds.min())
-    t = t.reindex([o for o in OPT_ORDER if o in t.index]).reset_index()
-    t.insert(0, 'Dataset', 'Fashion-MNIST')
-    t['optimizer'] = t['optimizer'].map(OPT_NAMES)
-    return t.rename(columns={'optimizer': 'Optimization', **{c: thesis_header(c) for c in cols}})
+__getattr__ = moved_names('robust_nb.optimizers', 'robust_nb.experiments.optimizers', _MOVED)
 
 # %% ../nbs/04b_optimizers.ipynb #8558586e
 from .core import add_param_docs

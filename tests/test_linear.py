@@ -179,3 +179,21 @@ def test_risk_ratio_interval_matches_bounds():
 ])
 def test_bad_input(call, word):
     with pytest.raises(ValueError, match=word): call()
+
+
+# ---------------------------------------------------------------- Chapter 4's experiment (Section 4.3): its old import path
+def test_optimizers_old_names_come_from_the_experiment():
+    "`table_4_3` and the Fashion-MNIST jobs moved to robust_nb.experiments.optimizers; `from robust_nb.optimizers import ...` (tools/table_4_3_jobs.py, older checkouts) still gets the same objects, and importing the library imports no experiment."
+    import subprocess, sys
+    code = ("import sys, robust_nb.optimizers as api\n"
+            "assert 'robust_nb.experiments.optimizers' not in sys.modules, 'the library imported its experiment'\n"
+            "import robust_nb.experiments.optimizers as ex\n"
+            "moved = [getattr(api, n) is getattr(ex, n) for n in api._MOVED]\n"
+            "assert all(moved) and len(moved) == 9, (api._MOVED, moved)\n"
+            "from robust_nb.optimizers import run_missing_jobs, FashionMnistProtocol, table_4_3\n"
+            "assert (run_missing_jobs, FashionMnistProtocol, table_4_3) == (ex.run_missing_jobs, ex.FashionMnistProtocol, ex.table_4_3)\n"
+            "try: api.no_such_name\n"
+            "except AttributeError as e: assert 'no_such_name' in str(e), e\n"
+            "else: raise AssertionError('robust_nb.optimizers.no_such_name did not raise AttributeError')\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
