@@ -266,7 +266,7 @@ def run_config(command:str='train', *, method:str='standard', data:str='digits',
     P = get_preset(preset)
     info = dataset_info(data, img_size=img_size or (P.img_size if data == 'digits' else None))
     if lr is None:
-        from robust_nb.optimizers import FashionMnistProtocol
+        from robust_nb.experiments.optimizers import FashionMnistProtocol
         lr = FashionMnistProtocol().lr(opt)
     return dict(command=command, method=method, data=data, data_root=str(Path(data_root).expanduser().absolute()) if data_root else None,
                 model=model or default_model(P.name), num_classes=info['num_classes'], in_channels=info['in_channels'],

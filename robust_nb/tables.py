@@ -77,7 +77,7 @@ Res50	ViT-B/16	-9.41	-19.39	-17.48	-10.04	-12.76	-8.49	-3.25	-2.69	-1.14	-4.17""
 
 REPRODUCIBLE = {   # table -> (module, function, title, the thesis's numbers as TSV)
     '3.2': ('robust_nb.experiments.soar', 'table_3_2', 'SOAR vs baselines under white-box attacks (CIFAR-10, %)', _T32),
-    '4.3': ('robust_nb.optimizers', 'table_4_3', 'SGD vs Adam vs RMSProp: clean and perturbed accuracy, MNIST block (%)', _T43),
+    '4.3': ('robust_nb.experiments.optimizers', 'table_4_3', 'SGD vs Adam vs RMSProp: clean and perturbed accuracy, MNIST block (%)', _T43),
     '4.9': ('robust_nb.linear', 'signgd_table', 'signGD dynamics: the 27 sign patterns of (A, A+B, A-B)', _T49),
     '5.3': ('robust_nb.experiments.hierarchy', 'table_5_3', 'meta-class accuracy of flat and HAR models under untargeted and hierarchical PGD (%)', _T53),
     '6.3': ('robust_nb.experiments.alignment', 'table_6_3', 'transfer error after aligning the source (%)', _T63),
@@ -88,7 +88,8 @@ def thesis_table(table:str, preset:str|None=None) -> pd.DataFrame:
     "The thesis's own numbers for `table` (the rows copied into `REPRODUCIBLE`); Table 4.3 in `small`: its Fashion-MNIST row."
     check_choice(table, REPRODUCIBLE, 'table')
     if table == '4.3' and get_preset(preset).name == 'small':
-        from robust_nb.optimizers import THESIS_TABLE_4_3_FASHION_MNIST, FashionMnistProtocol, OPT_NAMES, thesis_header
+        from robust_nb.optimizers import OPT_NAMES, thesis_header
+        from robust_nb.experiments.optimizers import THESIS_TABLE_4_3_FASHION_MNIST, FashionMnistProtocol
         cols = [thesis_header(c) for c in FashionMnistProtocol().columns()]
         return pd.DataFrame([['Fashion-MNIST', OPT_NAMES[o], *[f'{v:.2f}' for v in row]] for o, row in THESIS_TABLE_4_3_FASHION_MNIST.items()],
                             columns=['Dataset', 'Optimization', *cols])
@@ -155,7 +156,7 @@ def committed_table(table:str, preset:str='small', results=None) -> tuple[pd.Dat
     if table == '4.3':
         recs = [json.loads(f.read_text()) for f in sorted(path.glob('*_seed*.json'))] if path.is_dir() else []
         if not recs: return None, f"{path} holds no (optimizer, seed) job record"
-        from robust_nb.optimizers import fashion_mnist_table
+        from robust_nb.experiments.optimizers import fashion_mnist_table
         runs = sorted({f"{r.get('commit')} ({str(r.get('date'))[:10]})" for r in recs})
         return fashion_mnist_table(path), f"{path}: {len(recs)} job records, commits {', '.join(runs)}"
     if not path.is_file(): return None, f"{path} does not exist (build {nb}.ipynb in {root.name} to write it)"

@@ -407,7 +407,7 @@ def test_eval_whole_protocol_in_one_call(trained, tmp_path, capsys):
 def test_train_protocol_table_4_3(tmp_path, capsys):
     "`--protocol table-4.3` sets Table 4.3's training settings (those of Chapter 4's FashionMnistProtocol); explicit options win."
     from robust_nb.cli import main, make_parser
-    from robust_nb.optimizers import FashionMnistProtocol
+    from robust_nb.experiments.optimizers import FashionMnistProtocol
     P = FashionMnistProtocol()
     tr = make_parser('table-4.3')._subparsers._group_actions[0].choices['train']
     assert (tr.get_default('data'), tr.get_default('model'), tr.get_default('epochs'), tr.get_default('batch_size')) == \
@@ -431,7 +431,7 @@ def test_reproduce_every_table_from_committed_results(tmp_path, capsys):
     from robust_nb.tables import COMMITTED, thesis_table
     from robust_nb.book import committed_results
     from robust_nb.linear import signgd_table
-    from robust_nb.optimizers import fashion_mnist_table
+    from robust_nb.experiments.optimizers import fashion_mnist_table
     res = tmp_path / 'results'; (res / '4c').mkdir(parents=True)
     t49 = signgd_table()                                   # what 04c_signgd's small run saves
     t49.to_csv(res / '4c' / 'table_4_9.csv', index=False)

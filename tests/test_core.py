@@ -70,7 +70,8 @@ def test_record_claim_returns_nothing_to_display(module, tmp_path, monkeypatch):
 
 
 MODULES = ['core', 'book', 'data', 'models', 'train', 'attacks', 'defenses', 'soar', 'frequency', 'optimizers', 'linear',
-           'appendix_4d', 'hierarchy', 'alignment', 'transfer', 'evaluation', 'tables', 'exercises', 'cli']
+           'appendix_4d', 'hierarchy', 'alignment', 'transfer', 'evaluation', 'tables', 'exercises', 'cli',
+           'experiments.base', 'experiments.soar', 'experiments.optimizers', 'experiments.hierarchy', 'experiments.alignment']
 
 @pytest.mark.parametrize('module', MODULES)
 def test_help_shows_every_documented_parameter(module):
