@@ -32,13 +32,6 @@ def _validate(model, x, y, eps, norm=None, targeted=False):
 
 
 # %% ../nbs/02_attacks.ipynb #8084b573
-def _fast_gradient(model:nn.Module, x:Tensor, y:Tensor, *, eps:float, norm:str, targeted:bool, loss_fn:Callable|None) -> Tensor:
-    "One steepest-ascent step of length `eps` in `norm` from `x` (2.1, 2.2), in eval mode, projected onto the ball ∩ [0, 1]."
-    eps, norm = _validate(model, x, y, eps, norm, targeted=targeted)   # the large-eps warning of `norm`'s ball
-    x = x.detach()
-    with eval_guard(model): _, g = input_grad(model, x, y, loss_fn=loss_fn, targeted=targeted)
-    return project(x + eps * steepest_ascent(g, norm), x, eps, norm).detach()
-
 @on_model_device
 def fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
          eps:float,                  # radius of the linf ball
@@ -46,7 +39,10 @@ def fgsm(model:nn.Module, x:Tensor, y:Tensor, *,
          loss_fn:Callable|None=None, # `loss_fn(logits, y)` -> per-example losses; default cross-entropy
         ) -> Tensor:
     "Fast gradient sign method (2.1): `x + eps * sign(grad_x loss)`, clipped to [0, 1]."
-    return _fast_gradient(model, x, y, eps=eps, norm='linf', targeted=targeted, loss_fn=loss_fn)
+    eps, _ = _validate(model, x, y, eps, 'linf', targeted=targeted)
+    x = x.detach()
+    with eval_guard(model): _, g = input_grad(model, x, y, loss_fn=loss_fn, targeted=targeted)   # an attack never changes the model
+    return project(x + eps * steepest_ascent(g, 'linf'), x, eps, 'linf').detach()
 
 # %% ../nbs/02_attacks.ipynb #516ceb1d
 @on_model_device
@@ -58,7 +54,10 @@ def fgm(model:nn.Module, x:Tensor, y:Tensor, *,
        ) -> Tensor:
     "Fast gradient method (2.2), the l2 version of FGSM: `x + eps * g / ||g||_2`, clipped to [0, 1]."
     # BEGIN SOLUTION
-    return _fast_gradient(model, x, y, eps=eps, norm=norm, targeted=targeted, loss_fn=loss_fn)
+    eps, norm = _validate(model, x, y, eps, norm, targeted=targeted)
+    x = x.detach()
+    with eval_guard(model): _, g = input_grad(model, x, y, loss_fn=loss_fn, targeted=targeted)
+    return project(x + eps * steepest_ascent(g, norm), x, eps, norm).detach()
     # END SOLUTION
 
 # %% ../nbs/02_attacks.ipynb #98284edb

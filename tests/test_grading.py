@@ -16,10 +16,10 @@ BASE = ('import math, copy\nimport numpy as np\nimport torch\nimport torch.nn.fu
 
 # key -> [(what the mistake is, text of the solution, the mistaken text)]
 MUTANTS = {
-    'fgm': [('the sign step of FGSM (wrong norm)', "steepest_ascent(g, 'l2')", "steepest_ascent(g, 'linf')"),
+    'fgm': [('the sign step of FGSM (wrong norm)', "steepest_ascent(g, norm)", "steepest_ascent(g, 'linf')"),
             ('ignores targeted', "loss_fn=loss_fn, targeted=targeted)", "loss_fn=loss_fn, targeted=False)"),
             ('forgets eval mode', "with eval_guard(model): _, g =", "_, g ="),
-            ('no projection', "return project(x + eps * steepest_ascent(g, 'l2'), x, eps, 'l2').detach()", "return (x + eps * steepest_ascent(g, 'l2')).detach()")],
+            ('no projection', "return project(x + eps * steepest_ascent(g, norm), x, eps, norm).detach()", "return (x + eps * steepest_ascent(g, norm)).detach()")],
     'trades-kl': [('KL the wrong way round', "(log_p.exp() * (log_p - log_q))", "(log_q.exp() * (log_q - log_p))"),
                   ('a batch mean instead of per example', ".sum(1)", ".sum(1).mean()"),
                   ('cross-entropy instead of KL', "(log_p - log_q)", "(- log_q)"),
